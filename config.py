@@ -1,0 +1,174 @@
+"""Settings read from the environment for the three ways the service runs.
+
+`load_config()` returns a plain dict that `create_app()` loads into `app.config`.
+Nothing is read at import time, so tests can build apps with any settings.
+
+- development: `.env` is read (the process environment wins), SQLite by default,
+  a random signing secret is generated once and kept under `instance/`.
+- testing: like development, without `.env`; tests pass their own settings.
+- production (the default, what gunicorn and Docker run): refuses insecure settings
+  with a one-line reason instead of starting.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_INSTANCE_PATH = PROJECT_ROOT / "instance"
+ENVIRONMENTS = ("development", "testing", "production")
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing, malformed or unsafe; the message names it in one line."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Return a SQLAlchemy URL that uses psycopg2 for PostgreSQL.
+
+    Neon's console hands out `postgres://` or `postgresql://` URLs; SQLAlchemy 2.1 maps
+    the latter to psycopg 3, which is not installed. Query parameters such as
+    `sslmode=require&channel_binding=require` are kept as given.
+    """
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError as error:
+        raise ConfigError("DATABASE_URL is not a valid database URL") from error
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _list_setting(environ: Mapping[str, str], name: str, default: str = "") -> list[str]:
+    raw = environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _development_secret(instance_path: Path) -> str:
+    """A random secret generated once per checkout, so `flask token create` and the server agree."""
+    secret_file = instance_path / "dev-secret"
+    if secret_file.exists():
+        return secret_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    secret_file.write_text(secret + "\n")
+    secret_file.chmod(0o600)
+    return secret
+
+
+def _engine_options(database_url: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    if make_url(database_url).get_backend_name() == "sqlite":
+        # `timeout` is SQLite's busy wait: concurrent writers queue instead of failing.
+        return {"connect_args": {"timeout": 15}}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": _int_setting(environ, "DB_POOL_SIZE", 5, minimum=1),
+        "max_overflow": _int_setting(environ, "DB_MAX_OVERFLOW", 10),
+        "pool_recycle": _int_setting(environ, "DB_POOL_RECYCLE", 300, minimum=1),
+        "pool_timeout": _int_setting(environ, "DB_POOL_TIMEOUT", 5, minimum=1),
+        "connect_args": {
+            # libpq's own timeout: an unreachable host fails fast instead of hanging a worker.
+            "connect_timeout": _int_setting(environ, "DB_CONNECT_TIMEOUT", 3, minimum=1),
+            "application_name": environ.get("DB_APPLICATION_NAME", "todo-api"),
+        },
+    }
+
+
+def _check_production(config: Mapping[str, Any]) -> None:
+    secret: str = config["BETTER_AUTH_SECRET"]
+    if secret and len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"BETTER_AUTH_SECRET is shorter than {MIN_SECRET_BYTES} bytes; refusing to start"
+        )
+    if not secret and not config["JWT_JWKS_URL"]:
+        raise ConfigError(
+            "set BETTER_AUTH_SECRET (at least 32 bytes) or JWT_JWKS_URL; refusing to start"
+            " with no way to verify tokens"
+        )
+
+
+def load_config(
+    environment: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    instance_path: Path = DEFAULT_INSTANCE_PATH,
+) -> dict[str, Any]:
+    """Build the Flask settings for `environment` (default: `APP_ENV`, else production)."""
+    process_environ: Mapping[str, str] = os.environ if environ is None else environ
+    name = (environment or process_environ.get("APP_ENV") or "production").strip().lower()
+    if name not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {name!r}")
+
+    env: dict[str, str] = {}
+    if name == "development":
+        dotenv_file = PROJECT_ROOT / ".env"
+        if dotenv_file.exists():
+            env.update({k: v for k, v in dotenv_values(dotenv_file).items() if v is not None})
+    env.update(process_environ)
+
+    raw_database_url = env.get("DATABASE_URL", "").strip()
+    if raw_database_url:
+        database_url = normalize_database_url(raw_database_url)
+    else:
+        instance_path.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{instance_path / 'todo.db'}"
+
+    secret = env.get("BETTER_AUTH_SECRET", "").strip()
+    if not secret and name == "development":
+        secret = _development_secret(instance_path)
+
+    default_origins = "http://localhost:3000" if name == "development" else ""
+    allowed_origins = _list_setting(env, "ALLOWED_ORIGINS", default_origins)
+    if any("*" in origin for origin in allowed_origins):
+        raise ConfigError("ALLOWED_ORIGINS must list exact origins; a wildcard is refused")
+
+    config: dict[str, Any] = {
+        "APP_ENV": name,
+        "TESTING": name == "testing",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, env),
+        "DB_STATEMENT_TIMEOUT_MS": _int_setting(env, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
+        "DB_RETRY_AFTER_SECONDS": _int_setting(env, "DB_RETRY_AFTER_SECONDS", 5, minimum=1),
+        "BETTER_AUTH_SECRET": secret,
+        "JWT_JWKS_URL": env.get("JWT_JWKS_URL", "").strip(),
+        "JWT_ISSUER": env.get("JWT_ISSUER", "").strip(),
+        "JWT_AUDIENCE": env.get("JWT_AUDIENCE", "").strip(),
+        "JWT_LEEWAY_SECONDS": _int_setting(env, "JWT_LEEWAY_SECONDS", 30),
+        "JWT_JWKS_CACHE_SECONDS": _int_setting(env, "JWT_JWKS_CACHE_SECONDS", 300, minimum=1),
+        "ALLOWED_ORIGINS": allowed_origins,
+        "MAX_CONTENT_LENGTH": _int_setting(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
+        "MAX_TASKS_PER_USER": _int_setting(env, "MAX_TASKS_PER_USER", 10_000, minimum=1),
+        "MAX_TAGS_PER_USER": _int_setting(env, "MAX_TAGS_PER_USER", 500, minimum=1),
+        "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "true").strip().lower() != "false",
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://").strip(),
+        "RATELIMIT_DEFAULT": env.get("RATELIMIT_DEFAULT", "600 per minute").strip(),
+        "RATELIMIT_WRITE": env.get("RATELIMIT_WRITE", "120 per minute").strip(),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").strip().upper(),
+        "LOG_FORMAT": env.get("LOG_FORMAT", "text" if name == "development" else "json")
+        .strip()
+        .lower(),
+    }
+    if name == "production":
+        _check_production(config)
+    return config

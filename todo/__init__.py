@@ -1,0 +1,91 @@
+"""todo-api: the Flask REST service behind the todo app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from config import load_config
+from todo import (
+    access_log,
+    auth,
+    cli,
+    database,
+    errors,
+    request_body,
+    request_id,
+    security_headers,
+)
+from todo.extensions import api, cors, db, migrate
+
+API_SPEC_OPTIONS: dict[str, Any] = {
+    "info": {
+        "description": "Tasks and tags of the todo app's users. Every `/api/...` call needs "
+        "`Authorization: Bearer <jwt>` whose `sub` is the path's `user_id`. Errors are "
+        "`application/problem+json` (RFC 7807).",
+    },
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        }
+    },
+    "security": [{"bearerAuth": []}],
+}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from `config` (a dict like `config.load_config()` returns; by default
+    the environment's)."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config() if config is None else config)
+    app.config.update(
+        API_TITLE="todo-api",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS=API_SPEC_OPTIONS,
+    )
+
+    access_log.init_app(app)
+    request_id.init_app(app)
+    db.init_app(app)
+    database.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_directory()))
+    cors.init_app(
+        app,
+        origins=app.config["ALLOWED_ORIGINS"],
+        supports_credentials=True,
+        allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+        expose_headers=["Location", "ETag", "X-Request-ID"],
+        max_age=600,
+        vary_header=True,
+    )
+    auth.init_app(app)
+    request_body.init_app(app)
+    security_headers.init_app(app)
+    errors.init_app(app)
+    cli.init_app(app)
+
+    api.init_app(app)
+    _register_blueprints(app)
+    return app
+
+
+def _migrations_directory() -> Any:
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _register_blueprints(app: Flask) -> None:
+    from todo import docs, health
+    from todo.tags.routes import blp as tags_blp
+    from todo.tasks.routes import blp as tasks_blp
+
+    api.register_blueprint(health.blp)
+    api.register_blueprint(tasks_blp)
+    api.register_blueprint(tags_blp)
+    app.register_blueprint(docs.blp)

@@ -1,0 +1,121 @@
+"""flask-smorest configured for this contract: 400 (not 422), problem+json errors in the
+responses and in the OpenAPI document, strict parsing of bodies and query strings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, NoReturn
+
+import flask_smorest
+import marshmallow as ma
+import orjson
+from flask import Request, Response
+from flask_smorest.utils import prepare_response
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
+
+from todo.problems import PROBLEM_MIMETYPE, problem_response, validation_detail
+from todo.schemas import ProblemSchema
+
+READ_ONLY_FIELDS = frozenset({"id", "user_id", "created_at", "updated_at"})
+
+
+class StrictParser(FlaskParser):
+    """Rejects unknown query parameters and bad JSON with 400, and names read-only fields."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+    DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": ma.RAISE,
+        "querystring": ma.RAISE,
+        "json": ma.RAISE,
+    }
+
+    def _raw_load_json(self, req: Request) -> Any:
+        if not req.mimetype or not webargs_core.is_json(req.mimetype):
+            return webargs_core.missing
+        raw = req.get_data(cache=True)
+        if not raw.strip():
+            return webargs_core.missing
+        try:
+            # orjson bounds nesting depth, so a deeply nested body is a 400, not a RecursionError.
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise flask_smorest.abort(400, messages={"json": {"_schema": ["Invalid JSON body."]}}) from error
+
+    def _on_validation_error(
+        self,
+        error: ma.ValidationError,
+        req: Request,
+        schema: ma.Schema,
+        location: str,
+        *,
+        error_status_code: int | None,
+        error_headers: Mapping[str, str] | None,
+    ) -> NoReturn:
+        if location == "json" and isinstance(error.messages, dict):
+            for field in READ_ONLY_FIELDS & error.messages.keys():
+                error.messages[field] = ["Read-only field; it cannot be set."]
+        super()._on_validation_error(
+            error,
+            req,
+            schema,
+            location,
+            error_status_code=error_status_code,
+            error_headers=error_headers,
+        )
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = StrictParser()
+
+
+class ProblemApi(flask_smorest.Api):
+    """An `Api` whose errors are problem+json, both on the wire and in the document."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+        return http_exception_to_problem(error)
+
+    def _register_responses(self) -> None:
+        for status in HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+                prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        default: dict[str, Any] = {"description": "Error", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
+
+def http_exception_to_problem(error: HTTPException) -> Response:
+    """Render a werkzeug/webargs HTTP error (routing, 405, 413, validation) as a problem."""
+    status = error.code or 500
+    headers: dict[str, str] = {}
+    # werkzeug puts `Allow` (405) and similar headers on the exception itself.
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            headers[name] = value
+    data = getattr(error, "data", None) or {}
+    headers.update(data.get("headers") or {})
+    errors = data.get("errors") or data.get("messages")
+    if errors:
+        return problem_response(400 if status == 422 else status, validation_detail(errors),
+                                errors=errors, headers=headers)
+    detail = data.get("message") or error.description or HTTPStatus(status).phrase
+    return problem_response(status, str(detail), headers=headers)
+
+
+def documents_errors(blueprint: flask_smorest.Blueprint, *statuses: int) -> Any:
+    """Document the problem+json error responses an operation can give."""
+
+    def decorator(view: Any) -> Any:
+        for status in statuses:
+            view = blueprint.alt_response(status, response=HTTPStatus(status).name)(view)
+        return view
+
+    return decorator

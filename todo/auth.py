@@ -1,0 +1,267 @@
+"""Bearer-token authentication, as API.md's Identity section specifies.
+
+A token is verified only with the key family its algorithm names: HS256/384/512 with the
+shared `BETTER_AUTH_SECRET`; EdDSA, ES256, ES512, RS256 and PS256 with the public keys served
+at `JWT_JWKS_URL` (Better Auth's `/api/auth/jwks`). `alg: none` and anything else is refused.
+The `before_request` hook then requires the path's `user_id` to be the token's `sub`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from flask import Flask, current_app, g, request
+from jwt import PyJWK, PyJWKClient, PyJWKSet
+from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
+
+from todo.models import USER_ID_MAX
+from todo.problems import ProblemError
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+KEY_TYPE_OF_ALGORITHM = {"EdDSA": "OKP", "ES256": "EC", "ES512": "EC", "RS256": "RSA", "PS256": "RSA"}
+# Better Auth's tokens are well under 2 KB; anything this large is not one of ours.
+MAX_TOKEN_BYTES = 8 * 1024
+# Endpoints anyone may call without a token. Everything else requires one.
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "health.liveness",
+        "health.readiness",
+        "api-docs.openapi_json",
+        "docs.swagger_ui",
+        "docs.swagger_ui_asset",
+        "docs.swagger_initializer",
+        "index",
+    }
+)
+JWKS_REFRESH_COOLDOWN_SECONDS = 60
+
+
+class InvalidToken(Exception):
+    """The token was rejected; `description` says why, safe to show the client."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class ResilientJWKClient(PyJWKClient):
+    """Keeps serving the last key set it fetched when the JWKS endpoint is unreachable, so a
+    blip at the auth server does not log every user out."""
+
+    def __init__(self, uri: str, lifespan: float) -> None:
+        super().__init__(
+            uri,
+            cache_jwk_set=True,
+            lifespan=lifespan,
+            timeout=5,
+            # An unknown `kid` refetches the set at most once a minute.
+            cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS,
+        )
+        self._last_good: PyJWKSet | None = None
+
+    def get_jwk_set(self, refresh: bool = False) -> PyJWKSet:
+        try:
+            jwk_set = super().get_jwk_set(refresh)
+        except PyJWKClientConnectionError:
+            if self._last_good is None:
+                raise
+            return self._last_good
+        self._last_good = jwk_set
+        return jwk_set
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    secret: str
+    jwks_url: str
+    issuer: str
+    audience: str
+    leeway_seconds: int
+    jwks_cache_seconds: int
+
+
+class TokenVerifier:
+    """Verifies tokens and caches each verified token's claims until it expires."""
+
+    CACHE_SIZE = 4096
+
+    def __init__(self, settings: TokenSettings) -> None:
+        self.settings = settings
+        self._jwks = (
+            ResilientJWKClient(settings.jwks_url, settings.jwks_cache_seconds)
+            if settings.jwks_url
+            else None
+        )
+        self._cache: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims, or `InvalidToken` saying why it was rejected."""
+        cached = self._cached_claims(token)
+        if cached is not None:
+            return cached
+        claims = self._verify(token)
+        self._remember(token, claims)
+        return claims
+
+    def _cached_claims(self, token: str) -> dict[str, Any] | None:
+        with self._cache_lock:
+            entry = self._cache.get(token)
+            if entry is None:
+                return None
+            expires_at, claims = entry
+            if time.time() >= expires_at:
+                del self._cache[token]
+                return None
+            self._cache.move_to_end(token)
+            return claims
+
+    def _remember(self, token: str, claims: dict[str, Any]) -> None:
+        # Cached only until `exp` (without leeway), so expiry is never extended;
+        # `nbf`/`iat` were already satisfied, so they cannot become unsatisfied later.
+        expires_at = float(claims["exp"])
+        with self._cache_lock:
+            self._cache[token] = (expires_at, claims)
+            while len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("Token is too large.")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("Token is malformed.") from None
+        algorithm = header.get("alg")
+        if algorithm in HMAC_ALGORITHMS:
+            if not self.settings.secret:
+                raise InvalidToken("Tokens signed with a shared secret are not accepted.")
+            key: Any = self.settings.secret
+        elif algorithm in KEY_TYPE_OF_ALGORITHM:
+            key = self._public_key(header, algorithm).key
+        else:
+            raise InvalidToken("Token algorithm is not accepted.")
+        claims = self._decode(token, key, algorithm)
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not 1 <= len(subject) <= USER_ID_MAX:
+            raise InvalidToken(f"Token subject must be a string of 1-{USER_ID_MAX} characters.")
+        return claims
+
+    def _public_key(self, header: dict[str, Any], algorithm: str) -> PyJWK:
+        if self._jwks is None:
+            raise InvalidToken("Tokens signed with public keys are not accepted.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("Token has no key id (kid).")
+        try:
+            jwk = self._jwks.get_signing_key(kid)
+        except PyJWKClientConnectionError as error:
+            raise SigningKeysUnavailable() from error
+        except (PyJWKClientError, jwt.PyJWTError):
+            raise InvalidToken("Token key id (kid) is not known.") from None
+        declared = jwk._jwk_data.get("alg")
+        if jwk.key_type != KEY_TYPE_OF_ALGORITHM[algorithm] or declared not in (None, algorithm):
+            raise InvalidToken("Token algorithm does not match its key.")
+        return jwk
+
+    def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+        settings = self.settings
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                issuer=settings.issuer or None,
+                audience=settings.audience or None,
+                leeway=settings.leeway_seconds,
+                options={"require": ["exp", "sub"], "verify_aud": bool(settings.audience)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("Token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidToken("Token is not valid yet.") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("Token issuer is not accepted.") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("Token audience is not accepted.") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise InvalidToken(f"Token lacks the required '{error.claim}' claim.") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("Token signature is invalid.") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("Token is invalid.") from None
+        return claims
+
+
+class SigningKeysUnavailable(ProblemError):
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "The signing keys could not be fetched; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip()
+
+
+def authenticate_request() -> None:
+    """`before_request`: every non-public endpoint needs a valid token for its own user."""
+    if (
+        request.method == "OPTIONS"
+        or request.url_rule is None  # unknown path or method: routing answers 404/405
+        or request.endpoint in PUBLIC_ENDPOINTS
+    ):
+        return
+    token = bearer_token()
+    if token is None:
+        raise ProblemError(
+            401,
+            "A bearer token is required: send `Authorization: Bearer <jwt>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    verifier: TokenVerifier = current_app.extensions["todo.auth"]
+    try:
+        if not token:
+            raise InvalidToken("Token is malformed.")
+        claims = verifier.verify(token)
+    except InvalidToken as error:
+        raise ProblemError(
+            401,
+            error.description,
+            headers={
+                "WWW-Authenticate": (
+                    f'Bearer error="invalid_token", error_description="{error.description}"'
+                )
+            },
+        ) from None
+    g.user_id = claims["sub"]
+    path_user_id = (request.view_args or {}).get("user_id")
+    if path_user_id is not None and path_user_id != g.user_id:
+        raise ProblemError(403, "This token may only be used for its own user's data.")
+
+
+def init_app(app: Flask) -> None:
+    config = app.config
+    app.extensions["todo.auth"] = TokenVerifier(
+        TokenSettings(
+            secret=config["BETTER_AUTH_SECRET"],
+            jwks_url=config["JWT_JWKS_URL"],
+            issuer=config["JWT_ISSUER"],
+            audience=config["JWT_AUDIENCE"],
+            leeway_seconds=config["JWT_LEEWAY_SECONDS"],
+            jwks_cache_seconds=config["JWT_JWKS_CACHE_SECONDS"],
+        )
+    )
+    app.before_request(authenticate_request)

@@ -1,0 +1,139 @@
+"""Tables: users, tasks, tags and the task_tags link. Typed, with no serialisation logic.
+
+Every rule that protects the data also lives in the database (lengths, priority values,
+per-user tag uniqueness, cascades), so a bug above this layer cannot store a bad row.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    false,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from todo.extensions import Base
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 1000
+TAG_NAME_MAX = 50
+USER_ID_MAX = 255
+
+
+class Priority(enum.StrEnum):
+    HIGH = "High"
+    MEDIUM = "Medium"
+    LOW = "Low"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on PostgreSQL and SQLite alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        # SQLite keeps the text as given; store it without an offset so it sorts as text.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def tag_key(name: str) -> str:
+    """The case-insensitive identity of a tag name, computed the same way for every backend."""
+    return name.casefold()
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(f"length(id) BETWEEN 1 AND {USER_ID_MAX}", name="id_length"),)
+
+    id: Mapped[str] = mapped_column(String(USER_ID_MAX), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+task_tags = Table(
+    "task_tags",
+    Base.metadata,
+    Column("task_id", Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", Uuid, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_task_tags_tag_id", "tag_id"),
+)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(f"length(title) BETWEEN 1 AND {TITLE_MAX}", name="title_length"),
+        CheckConstraint(f"length(description) <= {DESCRIPTION_MAX}", name="description_length"),
+        CheckConstraint(
+            "priority IN ({})".format(", ".join(f"'{p.value}'" for p in Priority)),
+            name="priority_value",
+        ),
+        Index("ix_tasks_user_id_created_at", "user_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[str] = mapped_column(
+        String(USER_ID_MAX), ForeignKey("users.id", ondelete="CASCADE")
+    )
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
+    description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX))
+    completed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    priority: Mapped[str] = mapped_column(
+        String(6), default=Priority.MEDIUM.value, server_default=text("'Medium'")
+    )
+    due_date: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    __table_args__ = (
+        CheckConstraint(f"length(name) BETWEEN 1 AND {TAG_NAME_MAX}", name="name_length"),
+        UniqueConstraint("user_id", "name_key"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[str] = mapped_column(
+        String(USER_ID_MAX), ForeignKey("users.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(TAG_NAME_MAX))
+    # casefold() can lengthen a name (ß -> ss), hence the wider column.
+    name_key: Mapped[str] = mapped_column(String(TAG_NAME_MAX * 3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+def model_columns(model: type[Base]) -> dict[str, Any]:
+    """Column objects of a model by name (used to build explicit column lists)."""
+    return dict(model.__table__.columns)

@@ -1,0 +1,28 @@
+"""HTTP view of the tags resource (autocomplete for the frontend's tag input)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+
+from todo.api import Blueprint, documents_errors
+from todo.responses import json_response
+from todo.tags.queries import tag_usage
+from todo.tags.schemas import TagQueryArgsSchema, TagUsageSchema
+from todo.tasks.routes import USER_ID_PARAMETER
+
+blp = Blueprint(
+    "tags", __name__, url_prefix="/api/<user_id>/tags", description="A user's tags, with usage."
+)
+
+
+@blp.route("", parameters=[USER_ID_PARAMETER])
+class Tags(MethodView):
+    @blp.arguments(TagQueryArgsSchema, location="query")
+    @blp.response(200, TagUsageSchema(many=True))
+    @documents_errors(blp, 400, 401, 403, 429, 503)
+    def get(self, args: dict[str, Any], user_id: str) -> Response:
+        """List the tags in use, most used first, optionally by name prefix."""
+        return json_response(tag_usage(user_id, args.get("q"), args["limit"]))

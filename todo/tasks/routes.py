@@ -1,0 +1,146 @@
+"""HTTP views of the tasks resource: load arguments, call a read or write, return JSON."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from flask import Response, request, url_for
+from flask.views import MethodView
+
+from todo.api import Blueprint, documents_errors
+from todo.problems import ProblemError
+from todo.responses import json_response
+from todo.tasks import queries, writes
+from todo.tasks.queries import TaskListArgs
+from todo.tasks.representation import TaskJSON, task_etag
+from todo.tasks.schemas import (
+    TaskCompletionSchema,
+    TaskCreateSchema,
+    TaskPageSchema,
+    TaskQueryArgsSchema,
+    TaskSchema,
+    TaskUpdateSchema,
+)
+
+blp = Blueprint(
+    "tasks", __name__, url_prefix="/api/<user_id>/tasks", description="A user's tasks."
+)
+
+USER_ID_PARAMETER = {
+    "in": "path",
+    "name": "user_id",
+    "required": True,
+    "description": "The Better Auth user id; must equal the token's `sub`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+TASK_ID_PARAMETER = {
+    "in": "path",
+    "name": "task_id",
+    "required": True,
+    "description": "The task's UUID. Anything else is 404.",
+    "schema": {"type": "string", "format": "uuid"},
+}
+ETAG_HEADER = {
+    "ETag": {
+        "description": "Strong validator of this representation; send it back in `If-Match`.",
+        "schema": {"type": "string"},
+    }
+}
+LOCATION_HEADER = {
+    "Location": {"description": "URL of the new task.", "schema": {"type": "string"}}
+}
+IF_MATCH_PARAMETER = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "description": "Apply the write only if the task's current ETag matches (else 412).",
+    "schema": {"type": "string"},
+}
+UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def parse_task_id(task_id: str) -> uuid.UUID:
+    if not UUID_TEXT.match(task_id):
+        raise ProblemError(404, "Task not found.")
+    return uuid.UUID(task_id)
+
+
+def if_match_header() -> Any | None:
+    return request.if_match if "If-Match" in request.headers else None
+
+
+def task_response(task: TaskJSON, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return json_response(task, status, {"ETag": task_etag(task), **(headers or {})})
+
+
+@blp.route("", parameters=[USER_ID_PARAMETER])
+class Tasks(MethodView):
+    @blp.arguments(TaskQueryArgsSchema, location="query")
+    @blp.response(200, TaskPageSchema)
+    @documents_errors(blp, 400, 401, 403, 429, 503)
+    def get(self, args: TaskListArgs, user_id: str) -> Response:
+        """List tasks, with search, filters, sorting and pagination."""
+        tasks, total = queries.list_tasks(user_id, args)
+        return json_response(
+            {"data": tasks, "total": total, "limit": args.limit, "offset": args.offset}
+        )
+
+    @blp.arguments(TaskCreateSchema)
+    @blp.response(201, TaskSchema, headers={**LOCATION_HEADER, **ETAG_HEADER})
+    @documents_errors(blp, 400, 401, 403, 409, 413, 415, 429, 503)
+    def post(self, fields: dict[str, Any], user_id: str) -> Response:
+        """Create a task."""
+        task = writes.create_task(user_id, fields)
+        location = url_for("tasks.TaskById", user_id=user_id, task_id=task["id"])
+        return task_response(task, 201, {"Location": location})
+
+
+@blp.route("/<task_id>", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
+class TaskById(MethodView):
+    @blp.response(200, TaskSchema, headers=ETAG_HEADER)
+    @documents_errors(blp, 401, 403, 404, 429, 503)
+    def get(self, user_id: str, task_id: str) -> Response:
+        """Get one task."""
+        task = queries.get_task(user_id, parse_task_id(task_id))
+        if task is None:
+            raise ProblemError(404, "Task not found.")
+        return task_response(task)
+
+    @blp.arguments(TaskUpdateSchema)
+    @blp.response(200, TaskSchema, headers=ETAG_HEADER)
+    @blp.doc(parameters=[IF_MATCH_PARAMETER])
+    @documents_errors(blp, 400, 401, 403, 404, 412, 413, 415, 429, 503)
+    def put(self, changes: dict[str, Any], user_id: str, task_id: str) -> Response:
+        """Update a task: any subset of its fields (same as PATCH)."""
+        task = writes.update_task(user_id, parse_task_id(task_id), changes, if_match_header())
+        return task_response(task)
+
+    @blp.arguments(TaskUpdateSchema)
+    @blp.response(200, TaskSchema, headers=ETAG_HEADER)
+    @blp.doc(parameters=[IF_MATCH_PARAMETER])
+    @documents_errors(blp, 400, 401, 403, 404, 412, 413, 415, 429, 503)
+    def patch(self, changes: dict[str, Any], user_id: str, task_id: str) -> Response:
+        """Update some fields of a task."""
+        task = writes.update_task(user_id, parse_task_id(task_id), changes, if_match_header())
+        return task_response(task)
+
+    @blp.response(204)
+    @blp.doc(parameters=[IF_MATCH_PARAMETER])
+    @documents_errors(blp, 401, 403, 404, 412, 429, 503)
+    def delete(self, user_id: str, task_id: str) -> Response:
+        """Delete a task."""
+        writes.delete_task(user_id, parse_task_id(task_id), if_match_header())
+        return Response(status=204)
+
+
+@blp.route("/<task_id>/complete", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
+class TaskCompletion(MethodView):
+    @blp.arguments(TaskCompletionSchema, required=False)
+    @blp.response(200, TaskSchema, headers=ETAG_HEADER)
+    @documents_errors(blp, 400, 401, 403, 404, 413, 415, 429, 503)
+    def patch(self, body: dict[str, Any], user_id: str, task_id: str) -> Response:
+        """Toggle `completed`, or set it with `{"completed": true|false}`."""
+        task = writes.set_completion(user_id, parse_task_id(task_id), body.get("completed"))
+        return task_response(task)

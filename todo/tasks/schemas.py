@@ -1,0 +1,171 @@
+"""Request and response schemas of the tasks resource (validation and OpenAPI only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from todo.models import DESCRIPTION_MAX, TAG_NAME_MAX, TITLE_MAX, Priority, tag_key
+from todo.tasks.queries import TaskListArgs
+from todo.schemas import (
+    CaseInsensitiveChoice,
+    IsoDate,
+    StrictBoolean,
+    Text,
+    TrimmedString,
+    trimmed_length_pattern,
+)
+
+PRIORITIES = tuple(p.value for p in Priority)
+MAX_TAGS_PER_TASK = 20
+# A bound on the raw list, before duplicates collapse, so a body cannot carry thousands.
+MAX_TAG_ITEMS = 100
+MAX_TAG_FILTERS = 50
+MAX_OFFSET = 1_000_000_000
+
+
+class TagNames(fields.List):
+    """Tag names: trimmed, 1-50 characters, duplicates collapsed case-insensitively (the
+    first spelling kept), at most 20 after that."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            TrimmedString(
+                validate=validate.Length(1, TAG_NAME_MAX),
+                metadata={"pattern": trimmed_length_pattern(TAG_NAME_MAX)},
+            ),
+            validate=validate.Length(max=MAX_TAG_ITEMS),
+            metadata={
+                "description": f"Tag names, each 1-{TAG_NAME_MAX} characters after trimming; "
+                f"duplicates collapse case-insensitively; at most {MAX_TAGS_PER_TASK} distinct."
+            },
+            **kwargs,
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+        names: list[str] = super()._deserialize(value, attr, data, **kwargs)
+        unique: dict[str, str] = {}
+        for name in names:
+            unique.setdefault(tag_key(name), name)
+        if len(unique) > MAX_TAGS_PER_TASK:
+            raise ma.ValidationError(f"At most {MAX_TAGS_PER_TASK} distinct tags per task.")
+        return list(unique.values())
+
+
+def _title(required: bool) -> TrimmedString:
+    return TrimmedString(
+        required=required,
+        validate=validate.Length(1, TITLE_MAX, error="Must be 1-200 characters after trimming."),
+        metadata={
+            "description": "1-200 characters; surrounding whitespace is removed.",
+            "pattern": trimmed_length_pattern(TITLE_MAX),
+            "example": "Buy milk",
+        },
+    )
+
+
+class TaskCreateSchema(ma.Schema):
+    title = _title(required=True)
+    description = Text(
+        allow_none=True,
+        validate=validate.Length(max=DESCRIPTION_MAX),
+        metadata={"example": "2 litres"},
+    )
+    priority = CaseInsensitiveChoice(
+        PRIORITIES, metadata={"description": "High, Medium or Low (any case). Default Medium."}
+    )
+    due_date = IsoDate(allow_none=True, metadata={"example": "2026-12-01"})
+    tags = TagNames()
+
+
+class TaskUpdateSchema(TaskCreateSchema):
+    """PUT and PATCH: any subset of the fields; `null` clears description and due date."""
+
+    title = _title(required=False)
+    completed = StrictBoolean()
+
+
+class TaskCompletionSchema(ma.Schema):
+    """Optional body of `PATCH .../complete`: without it the flag toggles."""
+
+    completed = StrictBoolean()
+
+
+class TaskSchema(ma.Schema):
+    """A task as the API returns it."""
+
+    id = fields.UUID(required=True)
+    user_id = fields.String(required=True)
+    title = fields.String(required=True)
+    description = fields.String(required=True, allow_none=True)
+    completed = fields.Boolean(required=True)
+    priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
+    due_date = fields.Date(required=True, allow_none=True)
+    tags = fields.List(fields.String(), required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class TaskPageSchema(ma.Schema):
+    """One page of a listing and the number of all matching tasks."""
+
+    data = fields.List(fields.Nested(TaskSchema), required=True)
+    total = fields.Integer(required=True, metadata={"minimum": 0})
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+
+
+class TagFilter(fields.List):
+    """A repeatable query parameter of tag names."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            TrimmedString(
+                validate=validate.Length(1, TAG_NAME_MAX),
+                metadata={"pattern": trimmed_length_pattern(TAG_NAME_MAX)},
+            ),
+            validate=validate.Length(max=MAX_TAG_FILTERS),
+            **kwargs,
+        )
+
+
+class TaskQueryArgsSchema(ma.Schema):
+    """Query parameters of the listing. Unknown parameters are rejected."""
+
+    search = Text(
+        validate=validate.Length(max=200),
+        metadata={"description": "Case-insensitive substring of title or description; "
+                  "`%`, `_` and `\\` match literally."},
+    )
+    status = fields.String(
+        load_default="all", validate=validate.OneOf(("all", "pending", "completed"))
+    )
+    priority = CaseInsensitiveChoice(
+        ("all", *PRIORITIES),
+        load_default="all",
+        metadata={"description": "all, High, Medium or Low (any case)."},
+    )
+    tags = TagFilter(
+        metadata={"description": "Repeatable; tasks having any (or, with tag_mode=all, every) "
+                  "named tag, case-insensitively."}
+    )
+    tags_brackets = TagFilter(data_key="tags[]", metadata={"description": "Same as `tags`."})
+    tag_mode = fields.String(load_default="any", validate=validate.OneOf(("any", "all")))
+    due_from = IsoDate(metadata={"description": "Inclusive lower bound on due_date."})
+    due_to = IsoDate(metadata={"description": "Inclusive upper bound on due_date."})
+    sort_by = fields.String(
+        load_default="created_at",
+        validate=validate.OneOf(("created_at", "updated_at", "title", "due_date", "priority")),
+    )
+    sort_direction = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_OFFSET))
+
+    @ma.post_load
+    def to_list_args(self, data: dict[str, Any], **kwargs: Any) -> TaskListArgs:
+        tags = [*data.pop("tags", []), *data.pop("tags_brackets", [])]
+        if data.get("priority") == "all":
+            data["priority"] = None
+        return TaskListArgs(tags=tags, search=data.pop("search", None) or None, **data)
