@@ -108,7 +108,7 @@ class TaskById(MethodView):
             raise ProblemError(404, "Task not found.")
         return task_response(task)
 
-    @blp.arguments(TaskUpdateSchema)
+    @blp.arguments(TaskUpdateSchema, required=False)
     @blp.response(200, TaskSchema, headers=ETAG_HEADER)
     @blp.doc(parameters=[IF_MATCH_PARAMETER])
     @documents_errors(blp, 400, 401, 403, 404, 412, 413, 415, 429, 503)
@@ -117,7 +117,7 @@ class TaskById(MethodView):
         task = writes.update_task(user_id, parse_task_id(task_id), changes, if_match_header())
         return task_response(task)
 
-    @blp.arguments(TaskUpdateSchema)
+    @blp.arguments(TaskUpdateSchema, required=False)
     @blp.response(200, TaskSchema, headers=ETAG_HEADER)
     @blp.doc(parameters=[IF_MATCH_PARAMETER])
     @documents_errors(blp, 400, 401, 403, 404, 412, 413, 415, 429, 503)

@@ -1,0 +1,214 @@
+"""Fixtures: an app on a fresh database per test, on SQLite and on PostgreSQL.
+
+Every test that takes `app` (or `client`) runs twice, once per backend. The schema is built
+with the real migrations (`flask db upgrade`) once per backend and worker; each test then
+starts from empty tables (a copied SQLite file, or truncated PostgreSQL tables).
+
+PostgreSQL comes from `TEST_DATABASE_URL`, else `postgresql://postgres@127.0.0.1:5432/test`.
+If it does not answer, PostgreSQL tests are skipped with the reason, except under `CI=true`,
+where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+import jwt
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from config import load_config
+from todo import create_app
+from todo.extensions import db
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TABLES = ("task_tags", "tags", "tasks", "users")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres_only: the test needs PostgreSQL")
+
+
+# ---------------------------------------------------------------- PostgreSQL server
+
+
+def _admin_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL") or DEFAULT_PG_URL
+
+
+def _worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _pg_unavailable_reason() -> str | None:
+    url = _admin_url()
+    engine = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg2://", 1),
+        connect_args={"connect_timeout": 3},
+        poolclass=sa.pool.NullPool,
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as error:
+        return f"PostgreSQL is not reachable at {sa.engine.make_url(url)!r}: {str(error.orig).strip()}"
+    finally:
+        engine.dispose()
+    return None
+
+
+def require_postgres() -> None:
+    reason = _pg_unavailable_reason()
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)", pytrace=False)
+    pytest.skip(f"{reason}; set TEST_DATABASE_URL to run the PostgreSQL tests")
+
+
+def create_pg_database(name: str) -> str:
+    """(Re)create database `name` on the test server and return its URL."""
+    admin = sa.engine.make_url(_admin_url().replace("postgresql://", "postgresql+psycopg2://", 1))
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+def make_config(database_url: str, **environ: str) -> dict[str, Any]:
+    """Settings as `load_config` builds them from an environment with these variables."""
+    return load_config(
+        "testing",
+        environ={
+            "DATABASE_URL": database_url,
+            "BETTER_AUTH_SECRET": SECRET,
+            "ALLOWED_ORIGINS": "http://localhost:3000",
+            "LOG_FORMAT": "json",
+            "RATELIMIT_ENABLED": "false",
+            **environ,
+        },
+    )
+
+
+def migrate(app: Flask) -> None:
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> str:
+    """This worker's migrated PostgreSQL database (skips or fails when there is no server)."""
+    require_postgres()
+    url = create_pg_database(f"todo_test_{_worker_id()}")
+    migrate(create_app(make_config(url)))
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    migrate(create_app(make_config(f"sqlite:///{path}")))
+    return path
+
+
+# ---------------------------------------------------------------- the app under test
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "postgresql":
+        url: str = request.getfixturevalue("postgres_database")
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+        engine.dispose()
+        return url
+    template: Path = request.getfixturevalue("sqlite_template")
+    path = tmp_path / "todo.db"
+    shutil.copy(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def app_config(database_url: str) -> dict[str, Any]:
+    """Settings of the app under test; tests may change them before `app` is built."""
+    return make_config(database_url)
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any]) -> Iterator[Flask]:
+    app = create_app(app_config)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def make_token(sub: Any = "user-a", *, key: Any = SECRET, algorithm: str = "HS256",
+               headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    """A token like the frontend's: `sub`, `iat`, `exp` in 10 minutes, plus `claims`
+    (a claim set to None is left out)."""
+    now = int(time.time())
+    payload: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + 600}
+    payload.update(claims)
+    payload = {name: value for name, value in payload.items() if value is not None}
+    return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
+
+
+def bearer(user_id: str = "user-a", **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(user_id, **claims)}"}
+
+
+@pytest.fixture
+def auth() -> Callable[..., dict[str, str]]:
+    """`auth("user-a")` -> headers with a valid bearer token for that user."""
+    return bearer
+
+
+def new_task(client: FlaskClient, user_id: str = "user-a", **fields: Any) -> dict[str, Any]:
+    """Create a task through the API and return its JSON (asserting the 201)."""
+    body = {"title": f"task {uuid.uuid4().hex[:8]}", **fields}
+    response = client.post(f"/api/{user_id}/tasks", json=body, headers=bearer(user_id))
+    assert response.status_code == 201, response.get_json()
+    task: dict[str, Any] = response.get_json()
+    return task
+
+
+@pytest.fixture
+def create_task(client: FlaskClient) -> Callable[..., dict[str, Any]]:
+    def create(user_id: str = "user-a", **fields: Any) -> dict[str, Any]:
+        return new_task(client, user_id, **fields)
+
+    return create
