@@ -11,8 +11,10 @@ where that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from werkzeug.serving import make_server
 
 from config import load_config
 from todo import create_app
@@ -47,7 +50,8 @@ def _admin_url() -> str:
     return os.environ.get("TEST_DATABASE_URL") or DEFAULT_PG_URL
 
 
-def _worker_id() -> str:
+def worker_id() -> str:
+    """This pytest-xdist worker's name, to keep per-worker databases and ports apart."""
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
@@ -113,7 +117,7 @@ def migrate(app: Flask) -> None:
 def postgres_database() -> str:
     """This worker's migrated PostgreSQL database (skips or fails when there is no server)."""
     require_postgres()
-    url = create_pg_database(f"todo_test_{_worker_id()}")
+    url = create_pg_database(f"todo_test_{worker_id()}")
     migrate(create_app(make_config(url)))
     return url
 
@@ -171,6 +175,19 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+@contextlib.contextmanager
+def serve(app: Flask) -> Iterator[str]:
+    """Run `app` on a real threaded HTTP server on a free loopback port; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
 
 
 # ---------------------------------------------------------------- tokens

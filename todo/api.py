@@ -3,9 +3,9 @@ responses and in the OpenAPI document, strict parsing of bodies and query string
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import flask_smorest
 import marshmallow as ma
@@ -43,7 +43,8 @@ class StrictParser(FlaskParser):
             # orjson bounds nesting depth, so a deeply nested body is a 400, not a RecursionError.
             return orjson.loads(raw)
         except orjson.JSONDecodeError as error:
-            raise flask_smorest.abort(400, messages={"json": {"_schema": ["Invalid JSON body."]}}) from error
+            messages = {"json": {"_schema": ["Invalid JSON body."]}}
+            raise flask_smorest.abort(400, messages=messages) from error
 
     def _on_validation_error(
         self,
@@ -68,16 +69,42 @@ class StrictParser(FlaskParser):
         )
 
 
-class Blueprint(flask_smorest.Blueprint):
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
+    """flask-smorest's Blueprint with the strict parser, and typed decorators for mypy."""
+
     ARGUMENTS_PARSER = StrictParser()
 
+    def route(self, rule: str, **options: Any) -> Callable[[F], F]:
+        decorator: Callable[[F], F] = super().route(rule, **options)
+        return decorator
 
-class ProblemApi(flask_smorest.Api):
+    def arguments(self, schema: Any, **options: Any) -> Callable[[F], F]:
+        decorator: Callable[[F], F] = super().arguments(schema, **options)
+        return decorator
+
+    def response(self, status_code: int, schema: Any = None, **options: Any) -> Callable[[F], F]:
+        decorator: Callable[[F], F] = super().response(status_code, schema, **options)
+        return decorator
+
+    def alt_response(self, status_code: int, **options: Any) -> Callable[[F], F]:
+        decorator: Callable[[F], F] = super().alt_response(status_code, **options)
+        return decorator
+
+    @staticmethod
+    def doc(**kwargs: Any) -> Callable[[F], F]:
+        decorator: Callable[[F], F] = flask_smorest.Blueprint.doc(**kwargs)
+        return decorator
+
+
+class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
     """An `Api` whose errors are problem+json, both on the wire and in the document."""
 
     ERROR_SCHEMA = ProblemSchema
 
-    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException) -> Response:
         return http_exception_to_problem(error)
 
     def _register_responses(self) -> None:
@@ -110,10 +137,10 @@ def http_exception_to_problem(error: HTTPException) -> Response:
     return problem_response(status, str(detail), headers=headers)
 
 
-def documents_errors(blueprint: flask_smorest.Blueprint, *statuses: int) -> Any:
+def documents_errors(blueprint: Blueprint, *statuses: int) -> Callable[[F], F]:
     """Document the problem+json error responses an operation can give."""
 
-    def decorator(view: Any) -> Any:
+    def decorator(view: F) -> F:
         for status in statuses:
             view = blueprint.alt_response(status, response=HTTPStatus(status).name)(view)
         return view

@@ -23,7 +23,13 @@ from todo.models import USER_ID_MAX
 from todo.problems import ProblemError
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-KEY_TYPE_OF_ALGORITHM = {"EdDSA": "OKP", "ES256": "EC", "ES512": "EC", "RS256": "RSA", "PS256": "RSA"}
+KEY_TYPE_OF_ALGORITHM = {
+    "EdDSA": "OKP",
+    "ES256": "EC",
+    "ES512": "EC",
+    "RS256": "RSA",
+    "PS256": "RSA",
+}
 # Better Auth's tokens are well under 2 KB; anything this large is not one of ours.
 MAX_TOKEN_BYTES = 8 * 1024
 # Endpoints anyone may call without a token. Everything else requires one.

@@ -12,7 +12,9 @@ from flask.cli import AppGroup
 token_cli = AppGroup("token", help="Bearer tokens for trying the API by hand.")
 
 
-def create_token(user_id: str, ttl_seconds: int, email: str | None = None, name: str | None = None) -> str:
+def create_token(
+    user_id: str, ttl_seconds: int, email: str | None = None, name: str | None = None
+) -> str:
     """An HS256 token signed with `BETTER_AUTH_SECRET`, shaped like the frontend's."""
     config = current_app.config
     secret: str = config["BETTER_AUTH_SECRET"]
@@ -37,7 +39,9 @@ def create_token(user_id: str, ttl_seconds: int, email: str | None = None, name:
               help="Lifetime in seconds.")
 @click.option("--email", default=None, help="Optional `email` claim.")
 @click.option("--name", default=None, help="Optional `name` claim.")
-def create_token_command(user_id: str, ttl_seconds: int, email: str | None, name: str | None) -> None:
+def create_token_command(
+    user_id: str, ttl_seconds: int, email: str | None, name: str | None
+) -> None:
     """Print an HS256 token for USER_ID (paste it into Swagger's Authorize box)."""
     if not 1 <= len(user_id) <= 255:
         raise click.BadParameter("must be 1-255 characters", param_hint="USER_ID")

@@ -8,7 +8,6 @@ from flask import Flask
 from sqlalchemy import Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
 
 from todo.extensions import db
 
@@ -50,7 +49,7 @@ def _install_statement_timeout(engine: Engine, timeout_ms: int) -> None:
         connection.exec_driver_sql(statement)
 
 
-def dialect_insert(table: Any) -> Insert:
+def dialect_insert(table: Any) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that supports `ON CONFLICT` on the current backend."""
     if db.session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)

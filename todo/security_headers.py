@@ -1,4 +1,4 @@
-"""Headers that keep browsers from misreading or caching responses, on every response."""
+"""Headers that keep browsers and caches from misreading or storing responses, on every response."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def add_security_headers(response: Response) -> Response:
         headers.setdefault("Content-Security-Policy", DOCS_CSP)
     else:
         headers.setdefault("Content-Security-Policy", API_CSP)
+    # CORS headers depend on the Origin (flask-cors only says so when several origins are
+    # configured), so shared caches must keep responses apart by it.
+    response.vary.add("Origin")
     if request.path.startswith("/api/") or request.path.startswith("/health"):
         # Per-user data must never be stored by a shared cache or the browser.
         headers["Cache-Control"] = "no-store"

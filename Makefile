@@ -1,0 +1,50 @@
+# The two commands a newcomer needs:
+#   make run    set up and start the service on the embedded SQLite database
+#   make test   set up and run everything CI runs: ruff, mypy --strict, pytest (SQLite + PostgreSQL)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 5000
+PYTEST_ARGS ?=
+
+export FLASK_APP := wsgi
+
+.PHONY: run test lint typecheck pytest install system-deps clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	APP_ENV=development $(BIN)/flask db upgrade
+	@echo
+	@echo "  todo-api on http://127.0.0.1:$(PORT)  (SQLite: instance/todo.db)"
+	@echo "  Swagger UI:  http://127.0.0.1:$(PORT)/docs   OpenAPI: http://127.0.0.1:$(PORT)/openapi.json"
+	@echo "  A token for user 'demo-user' (paste into Authorize; new ones: $(BIN)/flask token create USER_ID):"
+	@echo
+	@APP_ENV=development $(BIN)/flask token create demo-user --ttl 86400
+	@echo
+	APP_ENV=development $(BIN)/flask run --host 127.0.0.1 --port $(PORT) --reload
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+lint: install
+	$(BIN)/ruff check todo tests config.py wsgi.py gunicorn.conf.py migrations bench
+
+typecheck: install
+	$(BIN)/mypy --strict todo
+
+pytest: install system-deps
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian packages the test suite drives (PgBouncer, Chromium, wrk). Installed only when missing,
+# and only where we may (root, or passwordless sudo); otherwise the tests that need them say so.
+set -euo pipefail
+
+packages=()
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
+[ ${#packages[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  SUDO="sudo -n"
+else
+  echo "install-system-deps: cannot install ${packages[*]} (not root); the tests that need them will be skipped" >&2
+  exit 0
+fi
+echo "install-system-deps: installing ${packages[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

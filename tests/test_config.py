@@ -1,0 +1,134 @@
+"""Settings from the environment: database URLs, pools, and refusals in production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from config import ConfigError, load_config, normalize_database_url
+
+STRONG_SECRET = "s" * 32
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        (
+            "postgresql://alex:AbC123@ep-cool-darkness-123456.us-east-2.aws.neon.tech/dbname"
+            "?sslmode=require&channel_binding=require",
+            "postgresql+psycopg2://alex:AbC123@ep-cool-darkness-123456.us-east-2.aws.neon.tech/"
+            "dbname?sslmode=require&channel_binding=require",
+        ),
+        (
+            "postgres://alex:AbC123@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/db"
+            "?sslmode=require",
+            "postgresql+psycopg2://alex:AbC123@ep-cool-darkness-123456-pooler.us-east-2.aws.neon."
+            "tech/db?sslmode=require",
+        ),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+        ("postgresql://u:p%40ss@h:5433/db", "postgresql+psycopg2://u:p%40ss@h:5433/db"),
+    ],
+)
+def test_database_urls_are_normalised_to_psycopg2(given, expected):
+    result, wanted = make_url(normalize_database_url(given)), make_url(expected)
+    assert result.drivername == "postgresql+psycopg2" or result.drivername == "sqlite"
+    assert result == wanted  # same driver, credentials, host, database and query parameters
+
+
+def test_invalid_database_url_is_refused():
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_config("testing", environ={"DATABASE_URL": "not a url"})
+
+
+def test_without_database_url_sqlite_under_instance(tmp_path: Path):
+    config = load_config("testing", environ={}, instance_path=tmp_path)
+    assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'todo.db'}"
+
+
+def test_postgres_pool_settings_from_environment():
+    config = load_config(
+        "testing",
+        environ={
+            "DATABASE_URL": "postgresql://u@h/db",
+            "DB_POOL_SIZE": "7",
+            "DB_MAX_OVERFLOW": "3",
+            "DB_POOL_RECYCLE": "120",
+        },
+    )
+    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["pool_pre_ping"] is True
+    assert (options["pool_size"], options["max_overflow"], options["pool_recycle"]) == (7, 3, 120)
+    assert options["connect_args"]["connect_timeout"] == 3
+
+
+def test_pool_defaults():
+    options = load_config("testing", environ={"DATABASE_URL": "postgresql://u@h/db"})[
+        "SQLALCHEMY_ENGINE_OPTIONS"
+    ]
+    assert (options["pool_size"], options["max_overflow"], options["pool_recycle"]) == (5, 10, 300)
+
+
+@pytest.mark.parametrize("name, value", [("DB_POOL_SIZE", "many"), ("DB_POOL_SIZE", "0"),
+                                         ("JWT_LEEWAY_SECONDS", "-1")])
+def test_malformed_numbers_are_refused_by_name(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_config("testing", environ={name: value, "DATABASE_URL": "postgresql://u@h/db"})
+
+
+class TestProduction:
+    def base(self, **environ: str) -> dict[str, str]:
+        return {"DATABASE_URL": "postgresql://u@h/db", **environ}
+
+    def test_refuses_without_secret_or_jwks(self):
+        with pytest.raises(ConfigError, match="BETTER_AUTH_SECRET .* or JWT_JWKS_URL"):
+            load_config("production", environ=self.base())
+
+    def test_refuses_a_short_secret(self):
+        with pytest.raises(ConfigError, match="shorter than 32 bytes"):
+            load_config("production", environ=self.base(BETTER_AUTH_SECRET="short"))
+
+    def test_refuses_a_wildcard_origin(self):
+        with pytest.raises(ConfigError, match="wildcard"):
+            load_config(
+                "production",
+                environ=self.base(BETTER_AUTH_SECRET=STRONG_SECRET, ALLOWED_ORIGINS="*"),
+            )
+
+    def test_accepts_a_strong_secret(self):
+        config = load_config(
+            "production",
+            environ=self.base(BETTER_AUTH_SECRET=STRONG_SECRET,
+                              ALLOWED_ORIGINS="https://app.example.com, https://x.example.com"),
+        )
+        assert config["ALLOWED_ORIGINS"] == ["https://app.example.com", "https://x.example.com"]
+
+    def test_accepts_jwks_only(self):
+        config = load_config(
+            "production", environ=self.base(JWT_JWKS_URL="https://app.example.com/api/auth/jwks")
+        )
+        assert config["BETTER_AUTH_SECRET"] == ""
+
+    def test_is_the_default_environment(self):
+        with pytest.raises(ConfigError):
+            load_config(environ=self.base())
+
+    def test_the_message_is_one_line(self):
+        with pytest.raises(ConfigError) as error:
+            load_config("production", environ=self.base())
+        assert "\n" not in str(error.value)
+
+
+def test_development_generates_and_keeps_a_secret(tmp_path: Path):
+    first = load_config("development", environ={}, instance_path=tmp_path)
+    second = load_config("development", environ={}, instance_path=tmp_path)
+    assert len(first["BETTER_AUTH_SECRET"]) >= 32
+    assert first["BETTER_AUTH_SECRET"] == second["BETTER_AUTH_SECRET"]
+    assert first["ALLOWED_ORIGINS"] == ["http://localhost:3000"]
+
+
+def test_unknown_environment_is_refused():
+    with pytest.raises(ConfigError, match="APP_ENV"):
+        load_config("staging", environ={})

@@ -1,0 +1,90 @@
+"""The OpenAPI document and the self-hosted Swagger UI."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+
+@pytest.fixture
+def spec(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_document_is_openapi_31_with_bearer_security(spec):
+    assert spec["openapi"] == "3.1.0"
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    assert spec["security"] == [{"bearerAuth": []}]
+
+
+def test_every_contract_operation_is_documented(spec):
+    paths = spec["paths"]
+    assert set(paths["/api/{user_id}/tasks"]) >= {"get", "post"}
+    assert set(paths["/api/{user_id}/tasks/{task_id}"]) >= {"get", "put", "patch", "delete"}
+    assert "patch" in paths["/api/{user_id}/tasks/{task_id}/complete"]
+    assert "get" in paths["/api/{user_id}/tags"]
+
+
+def test_public_endpoints_need_no_security(spec):
+    assert spec["paths"]["/health"]["get"]["security"] == []
+    assert spec["paths"]["/health/ready"]["get"]["security"] == []
+
+
+def test_errors_are_documented_as_problem_json_and_400_not_422(spec):
+    responses = spec["components"]["responses"]
+    for name in ("BAD_REQUEST", "UNAUTHORIZED", "NOT_FOUND", "SERVICE_UNAVAILABLE", "DEFAULT_ERROR"):
+        content = responses[name]["content"]
+        assert list(content) == ["application/problem+json"]
+        assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    for path in spec["paths"].values():
+        for operation in path.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                assert "422" not in operation["responses"]
+    create = spec["paths"]["/api/{user_id}/tasks"]["post"]["responses"]
+    assert create["400"] == {"$ref": "#/components/responses/BAD_REQUEST"}
+    assert set(create["201"]["headers"]) == {"Location", "ETag"}
+
+
+def test_listing_parameters_are_described(spec):
+    parameters = {p["name"]: p for p in spec["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]}
+    assert {"search", "status", "priority", "tags", "tags[]", "tag_mode", "due_from", "due_to",
+            "sort_by", "sort_direction", "limit", "offset"} <= set(parameters)
+    assert parameters["limit"]["schema"]["maximum"] == 100
+    assert parameters["sort_by"]["schema"]["enum"] == [
+        "created_at", "updated_at", "title", "due_date", "priority"
+    ]
+
+
+def test_docs_page_uses_only_local_assets(client):
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert not re.search(r"https?://", html), "docs must not load anything from a CDN"
+    assert "<script>" not in html, "no inline script (the CSP forbids it)"
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.data) > 100, url
+    assert 'data-spec-url="/openapi.json"' in html
+
+
+def test_swagger_ui_bundle_is_version_5(client):
+    bundle = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200
+    assert bundle.mimetype in ("text/javascript", "application/javascript")
+
+
+def test_missing_asset_is_404_problem(client):
+    response = client.get("/docs/assets/nope.js")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
