@@ -64,7 +64,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
     )
     op.create_index(
-        "ix_tasks_user_id_created_at", "tasks", ["user_id", "created_at", "id"], unique=False
+        "ix_tasks_user_id_created_at",
+        "tasks",
+        ["user_id", sa.text("created_at DESC"), "id"],
+        unique=False,
     )
     op.create_table(
         "task_tags",
