@@ -162,8 +162,11 @@ def load_config(
         "MAX_TAGS_PER_USER": _int_setting(env, "MAX_TAGS_PER_USER", 500, minimum=1),
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "true").strip().lower() != "false",
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://").strip(),
-        "RATELIMIT_DEFAULT": env.get("RATELIMIT_DEFAULT", "600 per minute").strip(),
-        "RATELIMIT_WRITE": env.get("RATELIMIT_WRITE", "120 per minute").strip(),
+        # Not flask-limiter's own RATELIMIT_DEFAULT: these are shared by all endpoints.
+        "RATELIMIT_PER_USER": env.get("RATELIMIT_PER_USER", "600 per minute").strip(),
+        "RATELIMIT_WRITES_PER_USER": env.get("RATELIMIT_WRITES_PER_USER", "120 per minute")
+        .strip(),
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "todo-api").strip(),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").strip().upper(),
         "LOG_FORMAT": env.get("LOG_FORMAT", "text" if name == "development" else "json")
         .strip()

@@ -113,13 +113,27 @@ def migrate(app: Flask) -> None:
         db.engine.dispose()
 
 
+def drop_pg_database(name: str) -> None:
+    admin = sa.engine.make_url(_admin_url().replace("postgresql://", "postgresql+psycopg2://", 1))
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+# One name per pytest run, so two runs on the same server never share a database.
+RUN_ID = uuid.uuid4().hex[:8]
+
+
 @pytest.fixture(scope="session")
-def postgres_database() -> str:
+def postgres_database() -> Iterator[str]:
     """This worker's migrated PostgreSQL database (skips or fails when there is no server)."""
     require_postgres()
-    url = create_pg_database(f"todo_test_{worker_id()}")
+    name = f"todo_test_{RUN_ID}_{worker_id()}"
+    url = create_pg_database(name)
     migrate(create_app(make_config(url)))
-    return url
+    yield url
+    drop_pg_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tests.conftest import create_pg_database, make_config, require_postgres, worker_id
+from tests.conftest import (
+    RUN_ID,
+    create_pg_database,
+    drop_pg_database,
+    make_config,
+    require_postgres,
+    worker_id,
+)
 from todo import create_app
 from todo.extensions import db
 
@@ -27,11 +34,12 @@ def schema_differences(app) -> list:
 @pytest.fixture
 def empty_postgres_app():
     require_postgres()
-    url = create_pg_database(f"todo_test_migrations_{worker_id()}")
-    app = create_app(make_config(url))
+    name = f"todo_test_migrations_{RUN_ID}_{worker_id()}"
+    app = create_app(make_config(create_pg_database(name)))
     yield app
     with app.app_context():
         db.engine.dispose()
+    drop_pg_database(name)
 
 
 @pytest.fixture

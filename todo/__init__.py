@@ -14,6 +14,7 @@ from todo import (
     cli,
     database,
     errors,
+    rate_limit,
     request_body,
     request_id,
     security_headers,
@@ -63,7 +64,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
         vary_header=True,
     )
-    auth.init_app(app)
+    auth.init_app(app)  # who is calling (token -> g.user_id)
+    rate_limit.init_app(app)  # per-caller limits, refused requests included
+    auth.init_authorization(app)  # 401 / 403 unless the caller may use this path
     request_body.init_app(app)
     security_headers.init_app(app)
     errors.init_app(app)

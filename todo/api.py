@@ -129,12 +129,20 @@ def http_exception_to_problem(error: HTTPException) -> Response:
             headers[name] = value
     data = getattr(error, "data", None) or {}
     headers.update(data.get("headers") or {})
-    errors = data.get("errors") or data.get("messages")
+    errors = _string_keys(data.get("errors") or data.get("messages"))
     if errors:
         return problem_response(400 if status == 422 else status, validation_detail(errors),
                                 errors=errors, headers=headers)
     detail = data.get("message") or error.description or HTTPStatus(status).phrase
     return problem_response(status, str(detail), headers=headers)
+
+
+def _string_keys(messages: Any) -> Any:
+    """marshmallow keys the errors of list items by index (`{"tags": {0: [...]}}`); JSON
+    object keys must be strings."""
+    if isinstance(messages, Mapping):
+        return {str(key): _string_keys(value) for key, value in messages.items()}
+    return messages
 
 
 def documents_errors(blueprint: Blueprint, *statuses: int) -> Callable[[F], F]:

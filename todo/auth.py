@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 from flask import Flask, current_app, g, request
 from jwt import PyJWK, PyJWKClient, PyJWKSet
-from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
+from jwt.exceptions import InvalidSubjectError, PyJWKClientConnectionError, PyJWKClientError
 
 from todo.models import USER_ID_MAX
 from todo.problems import ProblemError
@@ -45,6 +45,7 @@ PUBLIC_ENDPOINTS = frozenset(
     }
 )
 JWKS_REFRESH_COOLDOWN_SECONDS = 60
+INVALID_SUBJECT = f"Token subject must be a string of 1-{USER_ID_MAX} characters."
 
 
 class InvalidToken(Exception):
@@ -69,6 +70,16 @@ class ResilientJWKClient(PyJWKClient):
             cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS,
         )
         self._last_good: PyJWKSet | None = None
+
+    def fetch_data(self) -> Any:
+        try:
+            return super().fetch_data()
+        except PyJWKClientConnectionError:
+            raise
+        except (ValueError, PyJWKClientError) as error:
+            # A reply that is not a JSON object (an HTML error page, a cut-off body) means the
+            # key server is unwell, like a refused connection, not that it has no keys.
+            raise PyJWKClientConnectionError(f"The JWKS reply is not a key set: {error}") from error
 
     def get_jwk_set(self, refresh: bool = False) -> PyJWKSet:
         try:
@@ -155,7 +166,7 @@ class TokenVerifier:
         claims = self._decode(token, key, algorithm)
         subject = claims.get("sub")
         if not isinstance(subject, str) or not 1 <= len(subject) <= USER_ID_MAX:
-            raise InvalidToken(f"Token subject must be a string of 1-{USER_ID_MAX} characters.")
+            raise InvalidToken(INVALID_SUBJECT)
         return claims
 
     def _public_key(self, header: dict[str, Any], algorithm: str) -> PyJWK:
@@ -195,6 +206,8 @@ class TokenVerifier:
             raise InvalidToken("Token issuer is not accepted.") from None
         except jwt.InvalidAudienceError:
             raise InvalidToken("Token audience is not accepted.") from None
+        except InvalidSubjectError:
+            raise InvalidToken(INVALID_SUBJECT) from None
         except jwt.MissingRequiredClaimError as error:
             raise InvalidToken(f"Token lacks the required '{error.claim}' claim.") from None
         except jwt.InvalidSignatureError:
@@ -222,37 +235,53 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def authenticate_request() -> None:
-    """`before_request`: every non-public endpoint needs a valid token for its own user."""
-    if (
+def _requires_token() -> bool:
+    return not (
         request.method == "OPTIONS"
         or request.url_rule is None  # unknown path or method: routing answers 404/405
         or request.endpoint in PUBLIC_ENDPOINTS
-    ):
-        return
-    token = bearer_token()
-    if token is None:
-        raise ProblemError(
+    )
+
+
+def _unauthorized(description: str | None) -> ProblemError:
+    if description is None:
+        return ProblemError(
             401,
             "A bearer token is required: send `Authorization: Bearer <jwt>`.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    challenge = f'Bearer error="invalid_token", error_description="{description}"'
+    return ProblemError(401, description, headers={"WWW-Authenticate": challenge})
+
+
+def identify_caller() -> None:
+    """`before_request`: verify the bearer token, if the endpoint needs one. Sets
+    `g.user_id`, or `g.auth_failure` to the 401 that `authorize_request` will raise (so the
+    rate limiter, which runs in between, can count refused requests too)."""
+    if not _requires_token():
+        return
+    token = bearer_token()
+    if token is None:
+        g.auth_failure = _unauthorized(None)
+        return
     verifier: TokenVerifier = current_app.extensions["todo.auth"]
     try:
         if not token:
             raise InvalidToken("Token is malformed.")
         claims = verifier.verify(token)
     except InvalidToken as error:
-        raise ProblemError(
-            401,
-            error.description,
-            headers={
-                "WWW-Authenticate": (
-                    f'Bearer error="invalid_token", error_description="{error.description}"'
-                )
-            },
-        ) from None
+        g.auth_failure = _unauthorized(error.description)
+        return
     g.user_id = claims["sub"]
+
+
+def authorize_request() -> None:
+    """`before_request`: 401 without a valid token, 403 for another user's path."""
+    if not _requires_token():
+        return
+    failure: ProblemError | None = g.get("auth_failure")
+    if failure is not None:
+        raise failure
     path_user_id = (request.view_args or {}).get("user_id")
     if path_user_id is not None and path_user_id != g.user_id:
         raise ProblemError(403, "This token may only be used for its own user's data.")
@@ -270,4 +299,10 @@ def init_app(app: Flask) -> None:
             jwks_cache_seconds=config["JWT_JWKS_CACHE_SECONDS"],
         )
     )
-    app.before_request(authenticate_request)
+    app.before_request(identify_caller)
+
+
+def init_authorization(app: Flask) -> None:
+    """Registered separately so other checks (rate limits) can run between identifying the
+    caller and refusing them."""
+    app.before_request(authorize_request)

@@ -1,0 +1,108 @@
+"""Per-user rate limits: keyed by the token's `sub` (by address without a valid token),
+429 problem+json with `Retry-After`, shared between workers through Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+from tests.conftest import IN_CI, bearer, make_config
+from todo import create_app
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def limited_app(database_url: str, **environ: str):
+    return create_app(make_config(
+        database_url,
+        RATELIMIT_ENABLED="true",
+        RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
+        **environ,
+    ))
+
+
+def assert_429(response) -> None:
+    assert response.status_code == 429
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == 429 and "limit" in body["detail"]
+    assert 1 <= int(response.headers["Retry-After"]) <= 61  # a one-minute window, rounded up
+
+
+def test_limit_per_user_then_429(database_url):
+    client = limited_app(database_url, RATELIMIT_PER_USER="5 per minute").test_client()
+    for _ in range(5):
+        assert client.get("/api/alice/tasks", headers=bearer("alice")).status_code == 200
+    assert_429(client.get("/api/alice/tasks", headers=bearer("alice")))
+    # Another user has a budget of their own, and health checks are never limited.
+    assert client.get("/api/bob/tasks", headers=bearer("bob")).status_code == 200
+    assert all(client.get("/health").status_code == 200 for _ in range(10))
+
+
+def test_writes_have_a_tighter_limit_of_their_own(database_url):
+    client = limited_app(
+        database_url, RATELIMIT_PER_USER="100 per minute", RATELIMIT_WRITES_PER_USER="2 per minute"
+    ).test_client()
+    for _ in range(2):
+        assert client.post("/api/alice/tasks", json={"title": "x"}, headers=bearer("alice")).status_code == 201
+    assert_429(client.post("/api/alice/tasks", json={"title": "x"}, headers=bearer("alice")))
+    assert client.get("/api/alice/tasks", headers=bearer("alice")).get_json()["total"] == 2
+
+
+def test_requests_without_a_valid_token_are_limited_by_address(database_url):
+    client = limited_app(database_url, RATELIMIT_PER_USER="3 per minute").test_client()
+    for _ in range(3):
+        assert client.get("/api/alice/tasks").status_code == 401
+    assert_429(client.get("/api/alice/tasks", headers={"Authorization": "Bearer junk"}))
+    # A valid token is its own key, not the address's.
+    assert client.get("/api/alice/tasks", headers=bearer("alice")).status_code == 200
+
+
+def test_a_429_is_readable_by_the_frontend(database_url):
+    client = limited_app(database_url, RATELIMIT_PER_USER="1 per minute").test_client()
+    origin = {"Origin": "http://localhost:3000"}
+    client.get("/api/alice/tasks", headers={**bearer("alice"), **origin})
+    response = client.get("/api/alice/tasks", headers={**bearer("alice"), **origin})
+    assert_429(response)
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+
+
+def _redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not _redis_reachable():
+        if IN_CI:
+            pytest.fail("Redis is not reachable at 127.0.0.1:6379 (CI=true)", pytrace=False)
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    return REDIS_URL
+
+
+def test_workers_share_counters_through_redis(database_url, redis_url):
+    prefix = f"test-{uuid.uuid4().hex}"
+    environ = {"RATELIMIT_STORAGE_URI": redis_url, "RATELIMIT_KEY_PREFIX": prefix,
+               "RATELIMIT_PER_USER": "4 per minute", "RATELIMIT_ENABLED": "true"}
+    worker_1 = create_app(make_config(database_url, **environ)).test_client()
+    worker_2 = create_app(make_config(database_url, **environ)).test_client()
+    for client in (worker_1, worker_2, worker_1, worker_2):
+        assert client.get("/api/alice/tasks", headers=bearer("alice")).status_code == 200
+    assert_429(worker_1.get("/api/alice/tasks", headers=bearer("alice")))
+    assert_429(worker_2.get("/api/alice/tasks", headers=bearer("alice")))
+
+
+def test_redis_outage_does_not_fail_requests(database_url):
+    client = limited_app(
+        database_url, RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", RATELIMIT_PER_USER="3 per minute"
+    ).test_client()
+    statuses = [client.get("/api/alice/tasks", headers=bearer("alice")).status_code for _ in range(5)]
+    # Served from the in-memory fallback: still limited, never an error.
+    assert statuses == [200, 200, 200, 429, 429]
