@@ -23,7 +23,8 @@ READ_ONLY_FIELDS = frozenset({"id", "user_id", "created_at", "updated_at"})
 
 
 class StrictParser(FlaskParser):
-    """Rejects unknown query parameters and bad JSON with 400, and names read-only fields."""
+    """Rejects unknown or repeated query parameters and bad JSON with 400, and names
+    read-only fields."""
 
     DEFAULT_VALIDATION_STATUS = 400
     DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {
@@ -45,6 +46,18 @@ class StrictParser(FlaskParser):
         except orjson.JSONDecodeError as error:
             messages = {"json": {"_schema": ["Invalid JSON body."]}}
             raise flask_smorest.abort(400, messages=messages) from error
+
+    def load_querystring(self, req: Request, schema: ma.Schema) -> Any:
+        # webargs would silently use the first of `limit=5&limit=500`; only lists may repeat.
+        repeated = {
+            field.data_key or name: ["Give this parameter at most once."]
+            for name, field in schema.load_fields.items()
+            if not isinstance(field, ma.fields.List)
+            and len(req.args.getlist(field.data_key or name)) > 1
+        }
+        if repeated:
+            raise ma.ValidationError(repeated)
+        return super().load_querystring(req, schema)
 
     def _on_validation_error(
         self,

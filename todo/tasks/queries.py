@@ -45,7 +45,7 @@ TASK_COLUMNS = (
 
 
 class tag_names_agg(GenericFunction[list[str]]):
-    """Aggregate tag names into a JSON array: `json_agg` on PostgreSQL, `json_group_array` on SQLite."""
+    """Tag names as a JSON array: `json_agg` on PostgreSQL, `json_group_array` on SQLite."""
 
     type = JSON()
     inherit_cache = True

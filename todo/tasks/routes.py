@@ -58,7 +58,7 @@ IF_MATCH_PARAMETER = {
     "description": "Apply the write only if the task's current ETag matches (else 412).",
     "schema": {"type": "string"},
 }
-UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_TEXT = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE)
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
@@ -71,7 +71,9 @@ def if_match_header() -> Any | None:
     return request.if_match if "If-Match" in request.headers else None
 
 
-def task_response(task: TaskJSON, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def task_response(
+    task: TaskJSON, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return json_response(task, status, {"ETag": task_etag(task), **(headers or {})})
 
 

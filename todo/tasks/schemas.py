@@ -8,7 +8,6 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from todo.models import DESCRIPTION_MAX, TAG_NAME_MAX, TITLE_MAX, Priority, tag_key
-from todo.tasks.queries import TaskListArgs
 from todo.schemas import (
     CaseInsensitiveChoice,
     IsoDate,
@@ -17,6 +16,7 @@ from todo.schemas import (
     TrimmedString,
     trimmed_length_pattern,
 )
+from todo.tasks.queries import TaskListArgs
 
 PRIORITIES = tuple(p.value for p in Priority)
 MAX_TAGS_PER_TASK = 20
@@ -26,7 +26,7 @@ MAX_TAG_FILTERS = 50
 MAX_OFFSET = 1_000_000_000
 
 
-class TagNames(fields.List):
+class TagNames(fields.List[str]):
     """Tag names: trimmed, 1-50 characters, duplicates collapsed case-insensitively (the
     first spelling kept), at most 20 after that."""
 
@@ -44,10 +44,13 @@ class TagNames(fields.List):
             **kwargs,
         )
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
-        names: list[str] = super()._deserialize(value, attr, data, **kwargs)
-        unique: dict[str, str] = {}
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> list[str | None]:
+        names = super()._deserialize(value, attr, data, **kwargs)
+        unique: dict[str, str | None] = {}
         for name in names:
+            assert name is not None  # items are non-nullable strings
             unique.setdefault(tag_key(name), name)
         if len(unique) > MAX_TAGS_PER_TASK:
             raise ma.ValidationError(f"At most {MAX_TAGS_PER_TASK} distinct tags per task.")
@@ -117,7 +120,7 @@ class TaskPageSchema(ma.Schema):
     offset = fields.Integer(required=True)
 
 
-class TagFilter(fields.List):
+class TagFilter(fields.List[str]):
     """A repeatable query parameter of tag names."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -132,7 +135,8 @@ class TagFilter(fields.List):
 
 
 class TaskQueryArgsSchema(ma.Schema):
-    """Query parameters of the listing. Unknown parameters are rejected."""
+    """Query parameters of the listing. Unknown and repeated single-valued parameters are
+    rejected (by `todo.api.StrictParser`)."""
 
     search = Text(
         validate=validate.Length(max=200),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import delete, exists, false, func, insert, select, update
@@ -37,10 +37,11 @@ def lock_user(user_id: str) -> None:
     the transaction ends. On PostgreSQL `ON CONFLICT DO UPDATE ... WHERE false` locks the
     existing row without writing it; SQLite serialises writers anyway."""
     statement = dialect_insert(User).values(id=user_id, created_at=utc_now())
-    statement = statement.on_conflict_do_update(  # type: ignore[attr-defined]
-        index_elements=[User.id], set_={"id": statement.excluded.id}, where=false()
+    db.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[User.id], set_={"id": statement.excluded.id}, where=false()
+        )
     )
-    db.session.execute(statement)
 
 
 def _resolve_tags(user_id: str, names: Collection[str]) -> dict[uuid.UUID, str]:
@@ -164,18 +165,15 @@ def update_task(
         name: value.isoformat() if isinstance(value, date) else value
         for name, value in column_changes.items()
     }
-    return {  # type: ignore[typeddict-item]
-        **current,
-        **shown,
-        "tags": sort_tag_names(tags),
-        "updated_at": format_timestamp(now),
-    }
+    updated = cast(dict[str, Any], dict(current))
+    updated.update(shown, tags=sort_tag_names(tags), updated_at=format_timestamp(now))
+    return cast(TaskJSON, updated)
 
 
 def _differs(current: TaskJSON, name: str, value: Any) -> bool:
-    shown = current[name]  # type: ignore[literal-required]
+    shown = cast(dict[str, Any], current)[name]
     if isinstance(value, date):
-        return shown != value.isoformat()
+        return bool(shown != value.isoformat())
     return bool(shown != value)
 
 
