@@ -36,7 +36,7 @@ system-deps:
 	@bash scripts/install-system-deps.sh
 
 lint: install
-	$(BIN)/ruff check todo tests config.py wsgi.py gunicorn.conf.py migrations bench
+	$(BIN)/ruff check .
 
 typecheck: install
 	$(BIN)/mypy --strict todo

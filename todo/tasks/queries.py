@@ -179,23 +179,26 @@ def _ordering(sort_by: SortKey, direction: Literal["asc", "desc"]) -> list[Any]:
     return keys
 
 
-def list_tasks(user_id: str, args: TaskListArgs) -> tuple[list[TaskJSON], int]:
-    """One page of the user's tasks matching `args`, and the number of all matches."""
-    conditions = _filters(user_id, args)
-    statement = (
+def list_statement(user_id: str, args: TaskListArgs) -> Select[Any]:
+    """The page query: tasks, their tags and the count of all matches, in one statement."""
+    return (
         select(*TASK_COLUMNS, _tag_names_of_task(), func.count().over().label("total"))
-        .where(and_(*conditions))
+        .where(and_(*_filters(user_id, args)))
         .order_by(*_ordering(args.sort_by, args.sort_direction))
         .limit(args.limit)
         .offset(args.offset)
     )
-    rows = db.session.execute(statement).all()
+
+
+def list_tasks(user_id: str, args: TaskListArgs) -> tuple[list[TaskJSON], int]:
+    """One page of the user's tasks matching `args`, and the number of all matches."""
+    rows = db.session.execute(list_statement(user_id, args)).all()
     if rows:
         total = int(rows[0]._mapping["total"])
     elif args.offset:
         # Past the last page no row carries the window count; count separately.
         total = db.session.execute(
-            select(func.count()).select_from(Task).where(and_(*conditions))
+            select(func.count()).select_from(Task).where(and_(*_filters(user_id, args)))
         ).scalar_one()
     else:
         total = 0

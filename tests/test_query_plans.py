@@ -1,0 +1,144 @@
+"""How the listing reaches the database: a constant number of statements whatever the page
+size (no query per task for its tags), and on PostgreSQL plans that use the indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from tests.conftest import (
+    RUN_ID,
+    bearer,
+    create_pg_database,
+    drop_pg_database,
+    make_config,
+    worker_id,
+)
+from todo import create_app
+from todo.extensions import db
+from todo.tasks.queries import TaskListArgs, list_statement
+
+
+class StatementCounter:
+    def __init__(self, app: Flask) -> None:
+        with app.app_context():
+            self.engine = db.engine
+        self.statements: list[str] = []
+        sa.event.listen(self.engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    def during(self, call: Any) -> list[str]:
+        self.statements.clear()
+        call()
+        return list(self.statements)
+
+
+def test_listing_issues_the_same_statements_for_1_and_100_tasks(app, client):
+    user = "counted"
+    for i in range(100):
+        response = client.post(f"/api/{user}/tasks", headers=bearer(user),
+                               json={"title": f"task {i}", "tags": [f"t{i % 7}", f"u{i % 5}", "all"]})
+        assert response.status_code == 201
+    counter = StatementCounter(app)
+
+    def page(limit: int) -> None:
+        response = client.get(f"/api/{user}/tasks?limit={limit}", headers=bearer(user))
+        assert response.status_code == 200
+        body = response.get_json()
+        assert len(body["data"]) == limit and body["total"] == 100
+        assert all(len(task["tags"]) == 3 for task in body["data"])
+
+    one, hundred = counter.during(lambda: page(1)), counter.during(lambda: page(100))
+    assert len(one) == len(hundred)
+    # PostgreSQL: SET LOCAL statement_timeout, then the one SELECT; SQLite: the SELECT.
+    selects = [s for s in hundred if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 1, hundred
+
+
+def test_getting_a_task_is_one_select(app, client, create_task):
+    task = create_task("counted", tags=["a", "b"])
+    counter = StatementCounter(app)
+    statements = counter.during(
+        lambda: client.get(f"/api/counted/tasks/{task['id']}", headers=bearer("counted"))
+    )
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+
+
+# ---------------------------------------------------------------- PostgreSQL plans
+
+SEED = """
+INSERT INTO users (id, created_at) SELECT 'user-' || u, now() FROM generate_series(1, 100) u;
+INSERT INTO tasks (id, user_id, title, description, completed, priority, due_date,
+                   created_at, updated_at)
+SELECT gen_random_uuid(), 'user-' || (i % 100 + 1),
+       (ARRAY['Buy milk','Call mom','Write report','Fix bike','Plan trip','Read book'])[i % 6 + 1]
+           || ' ' || md5(i::text),
+       CASE WHEN i % 3 = 0 THEN NULL ELSE 'details ' || md5((i * 7)::text) END,
+       i % 4 = 0, (ARRAY['High','Medium','Low'])[i % 3 + 1],
+       CASE WHEN i % 5 = 0 THEN NULL ELSE date '2026-01-01' + (i % 365) END,
+       now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval
+FROM generate_series(1, 100000) i;
+INSERT INTO users (id, created_at) VALUES ('heavy', now());
+INSERT INTO tasks (id, user_id, title, description, completed, priority, due_date,
+                   created_at, updated_at)
+SELECT gen_random_uuid(), 'heavy', 'Heavy ' || md5(i::text), 'more ' || md5((i * 3)::text),
+       false, 'Medium', NULL, now() - (i || ' seconds')::interval, now()
+FROM generate_series(1, 10000) i;
+ANALYZE;
+"""
+
+
+@pytest.fixture(scope="module")
+def seeded_app() -> Iterator[Flask]:
+    """100 users x 1,000 tasks, and one user at the 10,000-task cap, with statistics."""
+    from tests.conftest import require_postgres
+
+    require_postgres()
+    name = f"todo_test_plans_{RUN_ID}_{worker_id()}"
+    url = create_pg_database(name)
+    app = create_app(make_config(url))
+    with app.app_context():
+        flask_migrate.upgrade()
+    seeding = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with seeding.begin() as connection:
+        connection.execute(sa.text(SEED))
+    seeding.dispose()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+    drop_pg_database(name)
+
+
+def plan(app: Flask, args: TaskListArgs, user: str = "user-7") -> str:
+    with app.app_context():
+        sql = str(list_statement(user, args).compile(db.engine, compile_kwargs={"literal_binds": True}))
+        with db.engine.connect() as connection:
+            rows = connection.execute(sa.text("EXPLAIN " + sql.replace("%%", "%"))).scalars()
+            return "\n".join(rows)
+
+
+def test_default_listing_reads_the_per_user_order_index(seeded_app):
+    text = plan(seeded_app, TaskListArgs())
+    assert "Index Scan using ix_tasks_user_id_created_at" in text, text
+    assert "Seq Scan on tasks" not in text, text
+
+
+def test_search_uses_the_trigram_indexes_as_a_users_tasks_grow(seeded_app):
+    # With 1,000 tasks, filtering the user's rows is cheaper and PostgreSQL rightly does that;
+    # at the 10,000-task cap the trigram indexes take over.
+    text = plan(seeded_app, TaskListArgs(search="a1b2c"), user="heavy")
+    assert "ix_tasks_user_id_title_trgm" in text, text
+    assert "ix_tasks_user_id_description_trgm" in text, text
+    assert "Seq Scan on tasks" not in text, text
+
+
+def test_due_date_sort_uses_a_per_user_index(seeded_app):
+    text = plan(seeded_app, TaskListArgs(sort_by="due_date", sort_direction="asc"))
+    assert "ix_tasks_user_id" in text and "Seq Scan on tasks" not in text, text
