@@ -1,6 +1,7 @@
 """Fixtures: an app on a fresh database per test, on SQLite and on PostgreSQL.
 
-Every test that takes `app` (or `client`) runs twice, once per backend. The schema is built
+Every test that takes `app` (or `client`) runs three times: on SQLite, on PostgreSQL, and on
+PostgreSQL through PgBouncer in transaction mode (Neon's pooled endpoint). The schema is built
 with the real migrations (`flask db upgrade`) once per backend and worker; each test then
 starts from empty tables (a copied SQLite file, or truncated PostgreSQL tables).
 
@@ -30,6 +31,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from werkzeug.serving import make_server
 
 from config import load_config
+from tests import pgbouncer
 from todo import create_app
 from todo.extensions import db
 
@@ -137,6 +139,25 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def pgbouncer_database() -> Iterator[str]:
+    """This worker's migrated database, reached through PgBouncer in transaction mode (as
+    Neon's `-pooler` URL is). Migrations go to the server directly, as the README says."""
+    require_postgres()
+    if not pgbouncer.available():
+        reason = "PgBouncer is not installed (Debian package pgbouncer; `make test` installs it)"
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true)", pytrace=False)
+        pytest.skip(reason)
+    name = f"todo_test_{RUN_ID}_{worker_id()}_bouncer"
+    direct_url = create_pg_database(name)
+    migrate(create_app(make_config(direct_url)))
+    bouncer = pgbouncer.PgBouncer(sa.engine.make_url(direct_url))
+    yield bouncer.url_for(direct_url)
+    bouncer.stop()
+    drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file that each test copies."""
     path = tmp_path_factory.mktemp("sqlite") / "template.db"
@@ -147,15 +168,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------- the app under test
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
 def backend(request: pytest.FixtureRequest) -> str:
+    """SQLite, PostgreSQL, and PostgreSQL through PgBouncer: every API test runs on each."""
     return str(request.param)
 
 
 @pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if backend == "postgresql":
-        url: str = request.getfixturevalue("postgres_database")
+    if backend in ("postgresql", "pgbouncer"):
+        url: str = request.getfixturevalue(f"{backend}_database")
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         with engine.begin() as connection:
             connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))

@@ -1,0 +1,81 @@
+"""A real PgBouncer in transaction mode (what Neon's `-pooler` endpoint is) in front of the
+test PostgreSQL server, for running the suite through it."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PgBouncer:
+    def __init__(self, server: sa.engine.URL) -> None:
+        self.port = _free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="todo-pgbouncer-"))
+        user = server.username or "postgres"
+        (self.root / "userlist.txt").write_text(f'"{user}" ""\n')
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={server.host or '127.0.0.1'} port={server.port or 5432}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.root / 'userlist.txt'}\n"
+            "pool_mode = transaction\n"
+            "max_client_conn = 1000\ndefault_pool_size = 40\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+            "ignore_startup_parameters = extra_float_digits\n"
+        )
+        command = [PGBOUNCER, str(self.root / "pgbouncer.ini")]
+        if os.geteuid() == 0:  # PgBouncer refuses to run as root
+            entry = pwd.getpwnam("postgres")
+            for path in (self.root, *self.root.iterdir()):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+            command = ["runuser", "-u", "postgres", "--", *command]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"PgBouncer did not start: {self.log()}")
+
+    def url_for(self, database_url: str) -> str:
+        """The same database, reached through PgBouncer."""
+        url = sa.engine.make_url(database_url)
+        return url.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+
+    def log(self) -> str:
+        path = self.root / "pgbouncer.log"
+        return path.read_text()[-2000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def available() -> bool:
+    return Path(PGBOUNCER).exists()
