@@ -177,7 +177,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if backend in ("postgresql", "pgbouncer"):
-        url: str = request.getfixturevalue(f"{backend}_database")
+        fixture = {"postgresql": "postgres_database", "pgbouncer": "pgbouncer_database"}[backend]
+        url: str = request.getfixturevalue(fixture)
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         with engine.begin() as connection:
             connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))

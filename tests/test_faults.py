@@ -13,9 +13,7 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -28,7 +26,8 @@ import flask_migrate
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import SECRET, bearer, make_config, require_postgres
+from tests.conftest import bearer, make_config, require_postgres
+from tests.gunicorn_server import Gunicorn
 from tests.pg_cluster import ThrowawayPostgres
 from todo import create_app
 from todo.extensions import db
@@ -143,59 +142,6 @@ def test_slow_statement_is_cancelled_and_answered_503(fault_app, running):
 # ---------------------------------------------------------------- writes under faults
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Gunicorn:
-    """The service run the production way, against the throwaway cluster."""
-
-    def __init__(self, database_url: str) -> None:
-        self.port = _free_port()
-        env = {
-            **os.environ,
-            "APP_ENV": "production",
-            "DATABASE_URL": database_url,
-            "BETTER_AUTH_SECRET": SECRET,
-            "ALLOWED_ORIGINS": "http://localhost:3000",
-            "RATELIMIT_ENABLED": "false",
-            "BIND": f"127.0.0.1:{self.port}",
-            "WEB_CONCURRENCY": "2",
-            "GUNICORN_THREADS": "4",
-            "DB_CONNECT_TIMEOUT": "1",
-            "LOG_LEVEL": "WARNING",
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.base + "/health", timeout=1).read()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("gunicorn did not start")
-
-    def worker_pids(self) -> list[int]:
-        output = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True
-        ).stdout
-        return [int(pid) for pid in output.split()]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 def request(base: str, method: str, path: str, user: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method,
@@ -252,7 +198,7 @@ class Writer(threading.Thread):
 
 
 def test_acknowledged_writes_survive_a_database_restart_and_a_killed_worker(running):
-    server = Gunicorn(running.url)
+    server = Gunicorn(running.url, DB_CONNECT_TIMEOUT="1")
     stop = threading.Event()
     writers = [Writer(server.base, f"writer-{i}", stop) for i in range(8)]
     try:

@@ -14,7 +14,7 @@ from flask import Request, Response
 from flask_smorest.utils import prepare_response
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from todo.problems import PROBLEM_MIMETYPE, problem_response, validation_detail
 from todo.schemas import ProblemSchema
@@ -38,6 +38,11 @@ class StrictParser(FlaskParser):
         if not req.mimetype or not webargs_core.is_json(req.mimetype):
             return webargs_core.missing
         raw = req.get_data(cache=True)
+        limit = req.max_content_length
+        if req.content_length is None and limit is not None and len(raw) >= limit:
+            # A chunked body has no length to check up front, and werkzeug stops reading it
+            # at the limit without complaint; reaching the limit means it was too large.
+            raise RequestEntityTooLarge()
         if not raw.strip():
             return webargs_core.missing
         try:

@@ -1,0 +1,125 @@
+"""The production way of running: gunicorn with the shipped config, and the Docker image.
+
+There is no Docker engine here, so the Dockerfile is checked by reading it, and its
+entrypoint script is run with stand-ins for `flask` and `gunicorn` that record how they
+were called. The HEALTHCHECK command itself is run against a real gunicorn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import flask_migrate
+import pytest
+
+from tests.conftest import make_config, make_token
+from tests.gunicorn_server import ROOT, Gunicorn
+from todo import create_app
+from todo.extensions import db
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+@pytest.fixture(scope="module")
+def gunicorn(tmp_path_factory: pytest.TempPathFactory):
+    database = tmp_path_factory.mktemp("gunicorn") / "todo.db"
+    url = f"sqlite:///{database}"
+    app = create_app(make_config(url))
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+    server = Gunicorn(url, LOG_LEVEL="INFO")
+    yield server
+    server.stop()
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_gunicorn_serves_the_api_and_writes_json_request_logs(gunicorn):
+    token = make_token("prod-user")
+    status, headers, body = get(f"{gunicorn.base}/api/prod-user/tasks",
+                                {"Authorization": f"Bearer {token}", "X-Request-ID": "gunicorn-1"})
+    assert status == 200 and json.loads(body)["total"] == 0
+    assert headers["X-Request-ID"] == "gunicorn-1"
+    assert get(f"{gunicorn.base}/docs")[0] == 200
+    lines = [json.loads(line) for line in gunicorn.output().splitlines() if line.startswith("{")]
+    request_line = next(line for line in lines if line.get("request_id") == "gunicorn-1")
+    assert request_line["path"] == "/api/<user_id>/tasks" and request_line["status"] == 200
+    assert request_line["user_id"] == "prod-user"
+
+
+def test_an_oversized_token_reaches_the_app_and_is_a_401_problem(gunicorn):
+    status, headers, body = get(f"{gunicorn.base}/api/u/tasks",
+                                {"Authorization": "Bearer " + "a" * 100_000})
+    assert status == 401
+    assert headers["Content-Type"] == "application/problem+json"
+    assert json.loads(body)["detail"] == "Token is too large."
+
+
+def test_dockerfile_healthcheck_command_passes_against_the_server(gunicorn):
+    healthcheck = re.search(r"HEALTHCHECK .*?CMD (\[.*?\])\s*$", DOCKERFILE, re.S | re.M)
+    assert healthcheck, "the Dockerfile must declare a HEALTHCHECK"
+    command = json.loads(healthcheck.group(1).replace("\\\n", ""))
+    assert command[0] == "python"
+    result = subprocess.run([sys.executable, *command[1:]], env={**os.environ, "PORT": str(gunicorn.port)},
+                            timeout=10)
+    assert result.returncode == 0
+
+
+def test_dockerfile_runs_as_non_root_with_a_health_check():
+    instructions = [line.split(None, 1) for line in DOCKERFILE.splitlines()
+                    if line and not line.startswith((" ", "#"))]
+    names = [parts[0] for parts in instructions]
+    assert DOCKERFILE.startswith("#") and re.search(r"^FROM python:3\.1[1-9]-slim", DOCKERFILE, re.M)
+    user = [parts[1] for parts in instructions if parts[0] == "USER"]
+    assert user and user[-1] not in ("root", "0")
+    assert names.index("USER") < names.index("ENTRYPOINT")
+    assert "/health" in DOCKERFILE.split("HEALTHCHECK", 1)[1]
+    assert 'ENTRYPOINT ["/app/docker-entrypoint.sh"]' in DOCKERFILE
+    assert "useradd" in DOCKERFILE
+
+
+@pytest.fixture
+def recording_path(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A PATH where `flask` and `gunicorn` only record their arguments."""
+    calls = tmp_path / "calls.log"
+    for program in ("flask", "gunicorn"):
+        script = tmp_path / program
+        script.write_text(f'#!/bin/sh\necho "{program} $*" >> {shlex.quote(str(calls))}\n')
+        script.chmod(0o755)
+    return {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}, calls
+
+
+def run_entrypoint(env: dict[str, str]) -> None:
+    subprocess.run(["sh", str(ROOT / "docker-entrypoint.sh")], env=env, check=True, timeout=10)
+
+
+def test_entrypoint_starts_gunicorn_without_migrating_by_default(recording_path):
+    env, calls = recording_path
+    env.pop("MIGRATE_ON_START", None)
+    run_entrypoint(env)
+    assert calls.read_text().splitlines() == ["gunicorn --config gunicorn.conf.py wsgi:app"]
+
+
+def test_entrypoint_migrates_first_when_asked(recording_path):
+    env, calls = recording_path
+    run_entrypoint({**env, "MIGRATE_ON_START": "1"})
+    assert calls.read_text().splitlines() == [
+        "flask --app wsgi db upgrade",
+        "gunicorn --config gunicorn.conf.py wsgi:app",
+    ]

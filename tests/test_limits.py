@@ -1,0 +1,102 @@
+"""Resource limits: per-user caps, body nesting and array lengths. Nothing grows without bound."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+from tests.conftest import bearer, make_config, serve
+from todo import create_app
+
+
+@pytest.fixture
+def app_config(database_url):
+    return make_config(database_url, MAX_TASKS_PER_USER="3", MAX_TAGS_PER_USER="4")
+
+
+def problem(response, status):
+    assert response.status_code == status, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    return response.get_json()
+
+
+def test_task_cap_per_user_is_409_and_creates_nothing(client):
+    for i in range(3):
+        assert client.post("/api/capped/tasks", json={"title": f"t{i}"}, headers=bearer("capped")).status_code == 201
+    body = problem(client.post("/api/capped/tasks", json={"title": "one too many"}, headers=bearer("capped")), 409)
+    assert "at most 3 tasks" in body["detail"]
+    assert client.get("/api/capped/tasks", headers=bearer("capped")).get_json()["total"] == 3
+    # Other users have their own allowance; deleting frees a slot.
+    assert client.post("/api/other/tasks", json={"title": "x"}, headers=bearer("other")).status_code == 201
+    first = client.get("/api/capped/tasks", headers=bearer("capped")).get_json()["data"][0]
+    assert client.delete(f"/api/capped/tasks/{first['id']}", headers=bearer("capped")).status_code == 204
+    assert client.post("/api/capped/tasks", json={"title": "fits again"}, headers=bearer("capped")).status_code == 201
+
+
+def test_tag_cap_per_user_is_409_and_changes_nothing(client):
+    created = client.post("/api/capped/tasks", json={"title": "t", "tags": ["a", "b", "c"]}, headers=bearer("capped"))
+    assert created.status_code == 201
+    task_id = created.get_json()["id"]
+    body = problem(client.post("/api/capped/tasks", json={"title": "u", "tags": ["d", "e"]}, headers=bearer("capped")), 409)
+    assert "at most 4 distinct tags" in body["detail"]
+    problem(client.patch(f"/api/capped/tasks/{task_id}", json={"title": "changed", "tags": ["a", "x", "y"]},
+                         headers=bearer("capped")), 409)
+    task = client.get(f"/api/capped/tasks/{task_id}", headers=bearer("capped")).get_json()
+    assert (task["title"], task["tags"]) == ("t", ["a", "b", "c"])
+    assert client.get("/api/capped/tasks", headers=bearer("capped")).get_json()["total"] == 1
+    # Existing tags never count twice, and replacing frees the ones dropped.
+    assert client.post("/api/capped/tasks", json={"title": "v", "tags": ["A", "d"]}, headers=bearer("capped")).status_code == 201
+    assert client.patch(f"/api/capped/tasks/{task_id}", json={"tags": ["a"]}, headers=bearer("capped")).status_code == 200
+    assert client.post("/api/capped/tasks", json={"title": "w", "tags": ["e", "f"]}, headers=bearer("capped")).status_code == 201
+
+
+@pytest.mark.parametrize("depth", [50, 5000])
+def test_deeply_nested_json_is_400(client, depth):
+    body = '{"title": "x", "tags": ' + "[" * depth + "]" * depth + "}"
+    response = client.post("/api/u/tasks", data=body, headers={**bearer("u"), "Content-Type": "application/json"})
+    problem(response, 400)
+
+
+def test_long_arrays_are_bounded(client):
+    tags = [f"tag{i}" for i in range(101)]
+    body = problem(client.post("/api/u/tasks", json={"title": "x", "tags": tags}, headers=bearer("u")), 400)
+    assert "tags" in body["errors"]["json"]
+    many_filters = "&".join(f"tags=t{i}" for i in range(51))
+    body = problem(client.get(f"/api/u/tasks?{many_filters}", headers=bearer("u")), 400)
+    assert "tags" in body["errors"]["query"]
+
+
+def test_search_and_limit_are_bounded(client):
+    problem(client.get("/api/u/tasks?search=" + "x" * 201, headers=bearer("u")), 400)
+    problem(client.get("/api/u/tasks?limit=101", headers=bearer("u")), 400)
+    problem(client.get("/api/u/tags?q=" + "x" * 51, headers=bearer("u")), 400)
+
+
+def test_body_limit_applies_to_chunked_bodies_too(app):
+    """No Content-Length to check up front: the limit still holds while reading."""
+    payload = json.dumps({"title": "x", "description": "y" * 100_000}).encode()
+    with serve(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("POST", "/api/u/tasks")
+        for name, value in {**bearer("u"), "Content-Type": "application/json",
+                            "Transfer-Encoding": "chunked"}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        for start in range(0, len(payload), 8192):
+            chunk = payload[start:start + 8192]
+            connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        connection.send(b"0\r\n\r\n")
+        response = connection.getresponse()
+        assert response.status == 413, response.read()
+        assert response.getheader("Content-Type") == "application/problem+json"
+        connection.close()
+    assert app.test_client().get("/api/u/tasks", headers=bearer("u")).get_json()["total"] == 0
+
+
+def test_default_caps_are_documented_values(database_url):
+    config = create_app(make_config(database_url)).config
+    assert (config["MAX_TASKS_PER_USER"], config["MAX_TAGS_PER_USER"]) == (10_000, 500)
+    assert config["MAX_CONTENT_LENGTH"] == 64 * 1024
