@@ -1,13 +1,17 @@
-"""`flask` commands: `token create` (a token like the frontend sends, for trying the API)."""
+"""`flask` commands beside `db upgrade`: `token create` (a token like the frontend sends),
+`demo-data` (tasks to try the UI with) and `check` (is this deployment ready)."""
 
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import date, timedelta
 
 import click
 import jwt
+import sqlalchemy as sa
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 token_cli = AppGroup("token", help="Bearer tokens for trying the API by hand.")
 
@@ -48,5 +52,114 @@ def create_token_command(
     click.echo(create_token(user_id, ttl_seconds, email, name))
 
 
+DEMO_TASKS: list[dict[str, object]] = [
+    {"title": "Renew passport", "priority": "High", "due": -3, "tags": ["admin"],
+     "description": "Photos are in the top drawer."},
+    {"title": "Pay electricity bill", "priority": "High", "due": 0, "tags": ["home", "bills"]},
+    {"title": "Prepare quarterly report", "priority": "High", "due": 2, "tags": ["work"],
+     "description": "Numbers from finance, charts from last quarter's deck."},
+    {"title": "Book dentist appointment", "priority": "Medium", "due": 5, "tags": ["health"]},
+    {"title": "Buy milk", "priority": "Low", "due": 1, "tags": ["errands", "home"],
+     "description": "2 litres, semi-skimmed"},
+    {"title": "Review pull request #42", "priority": "Medium", "due": 1, "tags": ["work"]},
+    {"title": "Plan weekend hike", "priority": "Low", "due": 6, "tags": ["personal"]},
+    {"title": "Call mom", "priority": "Medium", "due": None, "tags": ["family"]},
+    {"title": "Clean the garage", "priority": "Low", "due": None, "tags": ["home"]},
+    {"title": "Update CV", "priority": "Medium", "due": 14, "tags": ["personal", "career"]},
+    {"title": "Team retrospective notes", "priority": "Low", "due": -1, "tags": ["work"],
+     "completed": True},
+    {"title": "Pick up dry cleaning", "priority": "Low", "due": -2, "tags": ["errands"],
+     "completed": True},
+    {"title": "Schedule car service", "priority": "Medium", "due": 10, "tags": ["car", "errands"]},
+    {"title": "Read 'Designing Data-Intensive Applications'", "priority": "Low", "due": None,
+     "tags": ["personal", "reading"]},
+    {"title": "Submit expense report", "priority": "High", "due": 3, "tags": ["work", "admin"]},
+]
+
+
+@click.command("demo-data")
+@with_appcontext
+@click.argument("user_id")
+@click.option("--reset", is_flag=True, help="Delete the user's tasks first.")
+def demo_data_command(user_id: str, reset: bool) -> None:
+    """Create a realistic set of tasks and tags for USER_ID, for trying the UI."""
+    from todo.extensions import db
+    from todo.models import Task
+    from todo.tasks import writes
+
+    if not 1 <= len(user_id) <= 255:
+        raise click.BadParameter("must be 1-255 characters", param_hint="USER_ID")
+    current, head = _migration_state()
+    if current != head:
+        raise click.ClickException("the database is not migrated; run `flask db upgrade`")
+    if reset:
+        db.session.execute(sa.delete(Task).where(Task.user_id == user_id))
+        writes.lock_user(user_id)
+        writes.prune_unused_tags(user_id)
+        db.session.commit()
+    today = date.today()
+    for demo in DEMO_TASKS:
+        due = demo["due"]
+        fields = {
+            "title": demo["title"],
+            "description": demo.get("description"),
+            "priority": demo["priority"],
+            "due_date": today + timedelta(days=due) if isinstance(due, int) else None,
+            "tags": demo["tags"],
+        }
+        task = writes.create_task(user_id, fields)
+        if demo.get("completed"):
+            writes.set_completion(user_id, uuid.UUID(task["id"]), True)
+    click.echo(f"Created {len(DEMO_TASKS)} tasks for {user_id}.")
+
+
+@click.command("check")
+@with_appcontext
+def check_command() -> None:
+    """Check the configuration, that the database answers and that migrations are at head."""
+    config = current_app.config
+    database_url = sa.engine.make_url(config["SQLALCHEMY_DATABASE_URI"])
+    click.echo(f"environment: {config['APP_ENV']}")
+    click.echo(f"database:    {database_url.render_as_string(hide_password=True)}")
+    modes = []
+    if config["BETTER_AUTH_SECRET"]:
+        modes.append("HS256 shared secret")
+    if config["JWT_JWKS_URL"]:
+        modes.append(f"JWKS {config['JWT_JWKS_URL']}")
+    click.echo(f"tokens:      {', '.join(modes) or 'none configured'}")
+    if not modes:
+        raise click.ClickException(
+            "no way to verify tokens: set BETTER_AUTH_SECRET or JWT_JWKS_URL"
+        )
+    current, head = _migration_state()
+    if current != head:
+        raise click.ClickException(
+            f"migrations are not at head (database: {current or 'empty'}, code: {head}); "
+            "run `flask --app wsgi db upgrade`"
+        )
+    click.echo(f"migrations:  at head ({head})")
+    click.echo("ok")
+
+
+def _migration_state() -> tuple[str | None, str | None]:
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from flask_migrate import Migrate
+
+    from todo.extensions import db
+
+    migrate: Migrate = current_app.extensions["migrate"]
+    head = ScriptDirectory(migrate.directory).get_current_head()
+    try:
+        with db.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except sa.exc.SQLAlchemyError as error:
+        reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+        raise click.ClickException(f"the database does not answer: {reason}") from None
+    return current, head
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(token_cli)
+    app.cli.add_command(demo_data_command)
+    app.cli.add_command(check_command)

@@ -76,7 +76,7 @@ def _resolve_tags(user_id: str, names: Collection[str]) -> dict[uuid.UUID, str]:
     return resolved
 
 
-def _prune_unused_tags(user_id: str) -> None:
+def prune_unused_tags(user_id: str) -> None:
     """Tags no task uses any more disappear, so they stop counting towards the limit."""
     db.session.execute(
         delete(Tag).where(
@@ -193,7 +193,7 @@ def _replace_tags(user_id: str, task_id: uuid.UUID, names: list[str]) -> list[st
     new_links = [{"task_id": task_id, "tag_id": tag_id} for tag_id in tags if tag_id not in linked]
     if new_links:
         db.session.execute(insert(task_tags), new_links)
-    _prune_unused_tags(user_id)
+    prune_unused_tags(user_id)
     return list(tags.values())
 
 
@@ -229,5 +229,5 @@ def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -
     ).first()
     if deleted is None:
         raise _not_found()
-    _prune_unused_tags(user_id)
+    prune_unused_tags(user_id)
     db.session.commit()
