@@ -131,16 +131,34 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
     return task_json(**values, tags=list(tags.values()))
 
 
-def update_task(
-    user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any], if_match: Any | None = None
-) -> TaskJSON:
-    """Apply any subset of fields; `tags` replaces the set. Unchanged values are no change."""
+def _task_to_change(user_id: str, task_id: uuid.UUID) -> TaskJSON:
+    """The task as it is, with the user's writes locked until this transaction ends."""
     lock_user(user_id)
     current = get_task(user_id, task_id)
     if current is None:
         raise _not_found()
-    _check_if_match(current, if_match)
+    return current
 
+
+def update_task(
+    user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any], if_match: Any | None = None
+) -> TaskJSON:
+    """Apply any subset of fields; `tags` replaces the set. Unchanged values are no change."""
+    current = _task_to_change(user_id, task_id)
+    _check_if_match(current, if_match)
+    return _apply_changes(user_id, task_id, current, changes)
+
+
+def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> TaskJSON:
+    """Set `completed`, or flip it when `completed` is None."""
+    current = _task_to_change(user_id, task_id)
+    target = (not current["completed"]) if completed is None else completed
+    return _apply_changes(user_id, task_id, current, {"completed": target})
+
+
+def _apply_changes(
+    user_id: str, task_id: uuid.UUID, current: TaskJSON, changes: Mapping[str, Any]
+) -> TaskJSON:
     column_changes = {
         name: changes[name]
         for name in UPDATABLE_FIELDS
@@ -195,26 +213,6 @@ def _replace_tags(user_id: str, task_id: uuid.UUID, names: list[str]) -> list[st
         db.session.execute(insert(task_tags), new_links)
     prune_unused_tags(user_id)
     return list(tags.values())
-
-
-def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> TaskJSON:
-    """Set `completed`, or flip it when `completed` is None."""
-    lock_user(user_id)
-    current = get_task(user_id, task_id)
-    if current is None:
-        raise _not_found()
-    target = (not current["completed"]) if completed is None else completed
-    if target == current["completed"]:
-        db.session.rollback()
-        return current
-    now = utc_now()
-    db.session.execute(
-        update(Task)
-        .where(Task.id == task_id, Task.user_id == user_id)
-        .values(completed=target, updated_at=now)
-    )
-    db.session.commit()
-    return {**current, "completed": target, "updated_at": format_timestamp(now)}
 
 
 def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -> None:
