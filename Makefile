@@ -1,12 +1,16 @@
 # The two commands a newcomer needs:
 #   make run    set up and start the service on the embedded SQLite database
 #   make test   set up and run everything CI runs: ruff, mypy --strict, pytest (SQLite + PostgreSQL)
+# and for performance work (bench/README.md):
+#   make bench        the benchmark: gunicorn + wrk + pgbench on seeded PostgreSQL databases
+#   make bench-smoke  the same, seconds long on tiny data (what CI runs, through pytest)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 5000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 export FLASK_APP := wsgi
 
@@ -45,6 +49,14 @@ pytest: install system-deps
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Extra options: make bench BENCH_ARGS="--sets large --duration 10 --keep" (python -m bench --help).
+.PHONY: bench bench-smoke
+bench: install system-deps
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-smoke: install system-deps
+	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

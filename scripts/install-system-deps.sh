@@ -5,6 +5,11 @@ set -euo pipefail
 
 packages=()
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
+# Browser tests (tests/test_browser.py): Debian's Chromium and its ChromeDriver, never a downloaded browser.
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+[ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
+# The benchmark's load generator (bench/, tests/test_bench_smoke.py).
+command -v wrk >/dev/null 2>&1 || packages+=(wrk)
 [ ${#packages[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
