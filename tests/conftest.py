@@ -139,9 +139,10 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer_database() -> Iterator[str]:
-    """This worker's migrated database, reached through PgBouncer in transaction mode (as
-    Neon's `-pooler` URL is). Migrations go to the server directly, as the README says."""
+def pgbouncer_database() -> Iterator[tuple[str, str]]:
+    """This worker's migrated database: its direct URL, and its URL through PgBouncer in
+    transaction mode (as Neon's `-pooler` URL is). Migrations and test set-up go to the
+    server directly, as the README says."""
     require_postgres()
     if not pgbouncer.available():
         reason = "PgBouncer is not installed (Debian package pgbouncer; `make test` installs it)"
@@ -152,7 +153,7 @@ def pgbouncer_database() -> Iterator[str]:
     direct_url = create_pg_database(name)
     migrate(create_app(make_config(direct_url)))
     bouncer = pgbouncer.PgBouncer(sa.engine.make_url(direct_url))
-    yield bouncer.url_for(direct_url)
+    yield direct_url, bouncer.url_for(direct_url)
     bouncer.stop()
     drop_pg_database(name)
 
@@ -177,13 +178,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if backend in ("postgresql", "pgbouncer"):
-        fixture = {"postgresql": "postgres_database", "pgbouncer": "pgbouncer_database"}[backend]
-        url: str = request.getfixturevalue(fixture)
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        if backend == "postgresql":
+            direct = app_url = request.getfixturevalue("postgres_database")
+        else:
+            direct, app_url = request.getfixturevalue("pgbouncer_database")
+        engine = sa.create_engine(
+            direct, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 5}
+        )
         with engine.begin() as connection:
             connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
         engine.dispose()
-        return url
+        return str(app_url)
     template: Path = request.getfixturevalue("sqlite_template")
     path = tmp_path / "todo.db"
     shutil.copy(template, path)
