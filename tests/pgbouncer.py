@@ -36,7 +36,11 @@ class PgBouncer:
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {self.root / 'userlist.txt'}\n"
             "pool_mode = transaction\n"
-            "max_client_conn = 1000\ndefault_pool_size = 40\n"
+            "max_client_conn = 1000\n"
+            # Few, short-lived server connections: the test server's max_connections (100)
+            # is shared by both pytest workers and anything else running on it.
+            "default_pool_size = 10\nmax_db_connections = 15\nserver_idle_timeout = 5\n"
+            "query_wait_timeout = 30\n"
             f"logfile = {self.root / 'pgbouncer.log'}\n"
             "ignore_startup_parameters = extra_float_digits\n"
         )

@@ -21,7 +21,7 @@ from tests.conftest import (
 )
 from todo import create_app
 from todo.extensions import db
-from todo.tasks.queries import TaskListArgs, list_statement
+from todo.tasks.listing import TaskListArgs, page_statement
 
 
 class StatementCounter:
@@ -118,7 +118,7 @@ def seeded_app() -> Iterator[Flask]:
 
 def plan(app: Flask, args: TaskListArgs, user: str = "user-7") -> str:
     with app.app_context():
-        sql = str(list_statement(user, args).compile(db.engine, compile_kwargs={"literal_binds": True}))
+        sql = str(page_statement(user, args).compile(db.engine, compile_kwargs={"literal_binds": True}))
         with db.engine.connect() as connection:
             rows = connection.execute(sa.text("EXPLAIN " + sql.replace("%%", "%"))).scalars()
             return "\n".join(rows)

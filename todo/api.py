@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, NoReturn, TypeVar
 
+import apispec
 import flask_smorest
 import marshmallow as ma
 import orjson
@@ -103,9 +104,25 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest
         decorator: Callable[[F], F] = super().arguments(schema, **options)
         return decorator
 
-    def response(self, status_code: int, schema: Any = None, **options: Any) -> Callable[[F], F]:
+    def response(
+        self,
+        status_code: int,
+        schema: Any = None,
+        *,
+        links: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Callable[[F], F]:
+        """flask-smorest's `response`, plus the OpenAPI `links` of that response (which
+        flask-smorest has no parameter for)."""
         decorator: Callable[[F], F] = super().response(status_code, schema, **options)
-        return decorator
+        if not links:
+            return decorator
+        document_links = self.doc(responses={status_code: {"links": dict(links)}})
+
+        def with_links(view: F) -> F:
+            return document_links(decorator(view))
+
+        return with_links
 
     def alt_response(self, status_code: int, **options: Any) -> Callable[[F], F]:
         decorator: Callable[[F], F] = super().alt_response(status_code, **options)
@@ -117,6 +134,47 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest
         return decorator
 
 
+REQUEST_ID_HEADER = "X_REQUEST_ID"
+RETRY_AFTER = {
+    "description": "Seconds to wait before retrying.",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+# Headers the service always sends with these errors.
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": '`Bearer` when no token was sent, else `Bearer error="invalid_token", '
+            'error_description="..."` (RFC 6750).',
+            "required": True,
+            "schema": {"type": "string", "pattern": "^Bearer"},
+        }
+    },
+    405: {
+        "Allow": {
+            "description": "The methods this path accepts.",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    429: {"Retry-After": RETRY_AFTER},
+    503: {"Retry-After": RETRY_AFTER},
+}
+
+
+class RequestIdHeaderPlugin(apispec.BasePlugin):
+    """Documents `X-Request-ID` on every response an operation declares inline (the shared
+    error responses get it where they are registered)."""
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            for response in operation.get("responses", {}).values():
+                if isinstance(response, dict):
+                    response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
+
+
 class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
     """An `Api` whose errors are problem+json, both on the wire and in the document."""
 
@@ -125,14 +183,35 @@ class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is u
     def handle_http_exception(self, error: HTTPException) -> Response:
         return http_exception_to_problem(error)
 
+    def _init_spec(self, *, extra_plugins: Any = None, **options: Any) -> None:
+        plugins = [*(extra_plugins or ()), RequestIdHeaderPlugin()]
+        super()._init_spec(extra_plugins=plugins, **options)
+
     def _register_responses(self) -> None:
+        self.spec.components.header(
+            REQUEST_ID_HEADER,
+            {
+                "description": "The request's id: the client's `X-Request-ID` if it sent a sane "
+                "one, else a new one. The service's log line of the request carries it too.",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+            },
+        )
         for status in HTTPStatus:
             response: dict[str, Any] = {"description": status.phrase}
             if status >= 400:
                 response["schema"] = self.ERROR_SCHEMA
                 prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+                response["headers"] = {
+                    **ERROR_HEADERS.get(status, {}),
+                    "X-Request-ID": REQUEST_ID_HEADER,
+                }
             self.spec.components.response(status.name, response, lazy=True)
-        default: dict[str, Any] = {"description": "Error", "schema": self.ERROR_SCHEMA}
+        default: dict[str, Any] = {
+            "description": "Error",
+            "schema": self.ERROR_SCHEMA,
+            "headers": {"X-Request-ID": REQUEST_ID_HEADER},
+        }
         prepare_response(default, self.spec, PROBLEM_MIMETYPE)
         self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
 

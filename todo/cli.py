@@ -93,9 +93,10 @@ def demo_data_command(user_id: str, reset: bool) -> None:
     if current != head:
         raise click.ClickException("the database is not migrated; run `flask db upgrade`")
     if reset:
-        db.session.execute(sa.delete(Task).where(Task.user_id == user_id))
-        writes.lock_user(user_id)
-        writes.prune_unused_tags(user_id)
+        connection = db.session.connection()
+        writes.lock_user(connection, user_id)
+        connection.execute(sa.delete(Task).where(Task.user_id == user_id))
+        writes.prune_unused_tags(connection, user_id)
         db.session.commit()
     today = date.today()
     for demo in DEMO_TASKS:

@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import marshmallow as ma
 from flask import Response
+from marshmallow import fields, validate
 from sqlalchemy import text
 
 from todo.api import Blueprint, documents_errors
-from todo.extensions import db
+from todo.database import read_connection
 from todo.responses import json_response
 
 blp = Blueprint("health", __name__, description="Liveness and readiness.")
 
 
+class LivenessSchema(ma.Schema):
+    status = fields.String(required=True, validate=validate.OneOf(("ok",)))
+
+
+class ReadinessSchema(LivenessSchema):
+    database = fields.String(required=True, validate=validate.OneOf(("ok",)))
+
+
 @blp.route("/health")
-@blp.response(200, description="The process is up (the database is not touched).")
-@blp.doc(security=[])
+@blp.response(200, LivenessSchema, description="The process is up (the database is not touched).")
+@blp.doc(security=[], operationId="liveness")
 def liveness() -> Response:
     """Liveness: the process answers."""
     return json_response({"status": "ok"})
 
 
 @blp.route("/health/ready")
-@blp.response(200, description="The database answers.")
-@blp.doc(security=[])
+@blp.response(200, ReadinessSchema, description="The database answers.")
+@blp.doc(security=[], operationId="readiness")
 @documents_errors(blp, 503)
 def readiness() -> Response:
     """Readiness: the database answers `SELECT 1`."""
-    db.session.execute(text("SELECT 1"))
+    with read_connection() as connection:
+        connection.execute(text("SELECT 1"))
     return json_response({"status": "ok", "database": "ok"})

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
-from todo.extensions import db
 from todo.models import Tag, tag_key, task_tags
-from todo.tasks.queries import escape_like
+from todo.tasks.listing import escape_like
 
 
 class TagUsage(TypedDict):
@@ -16,7 +15,9 @@ class TagUsage(TypedDict):
     usage_count: int
 
 
-def tag_usage(user_id: str, prefix: str | None, limit: int) -> list[TagUsage]:
+def tag_usage(
+    connection: Connection, user_id: str, prefix: str | None, limit: int
+) -> list[TagUsage]:
     """Tags used by at least one of the user's tasks, most used first, then by name."""
     usage_count = func.count(task_tags.c.task_id).label("usage_count")
     statement = (
@@ -33,5 +34,5 @@ def tag_usage(user_id: str, prefix: str | None, limit: int) -> list[TagUsage]:
         )
     return [
         {"name": row.name, "usage_count": int(row.usage_count)}
-        for row in db.session.execute(statement)
+        for row in connection.execute(statement)
     ]

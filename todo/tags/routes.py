@@ -8,6 +8,7 @@ from flask import Response
 from flask.views import MethodView
 
 from todo.api import Blueprint, documents_errors
+from todo.database import read_connection
 from todo.responses import json_response
 from todo.tags.queries import tag_usage
 from todo.tags.schemas import TagQueryArgsSchema, TagUsageSchema
@@ -20,9 +21,12 @@ blp = Blueprint(
 
 @blp.route("", parameters=[USER_ID_PARAMETER])
 class Tags(MethodView):
-    @blp.arguments(TagQueryArgsSchema, location="query")
+    @blp.arguments(TagQueryArgsSchema(), location="query")
     @blp.response(200, TagUsageSchema(many=True))
+    @blp.doc(operationId="listTags")
     @documents_errors(blp, 400, 401, 403, 429, 503)
     def get(self, args: dict[str, Any], user_id: str) -> Response:
         """List the tags in use, most used first, optionally by name prefix."""
-        return json_response(tag_usage(user_id, args.get("q"), args["limit"]))
+        with read_connection() as connection:
+            usage = tag_usage(connection, user_id, args.get("q"), args["limit"])
+        return json_response(usage)

@@ -6,14 +6,15 @@ import re
 import uuid
 from typing import Any
 
-from flask import Response, request, url_for
+from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
 from todo.api import Blueprint, documents_errors
+from todo.database import read_connection
 from todo.problems import ProblemError
 from todo.responses import json_response
 from todo.tasks import queries, writes
-from todo.tasks.queries import TaskListArgs
+from todo.tasks.listing import TaskListArgs, list_page
 from todo.tasks.representation import TaskJSON, task_etag
 from todo.tasks.schemas import (
     TaskCompletionSchema,
@@ -45,20 +46,58 @@ TASK_ID_PARAMETER = {
 ETAG_HEADER = {
     "ETag": {
         "description": "Strong validator of this representation; send it back in `If-Match`.",
-        "schema": {"type": "string"},
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[^"]+"$'},
     }
 }
 LOCATION_HEADER = {
-    "Location": {"description": "URL of the new task.", "schema": {"type": "string"}}
+    "Location": {
+        "description": "URL of the new task.",
+        "required": True,
+        "schema": {"type": "string", "format": "uri-reference"},
+    }
 }
 IF_MATCH_PARAMETER = {
     "in": "header",
     "name": "If-Match",
     "required": False,
-    "description": "Apply the write only if the task's current ETag matches (else 412).",
+    "description": "Apply the write only if the task's current ETag matches (else 412); `*` "
+    "matches any existing task.",
     "schema": {"type": "string"},
+    "example": "*",
 }
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE)
+# Links from every response that carries a task to the operations on that task, so a client
+# (and schemathesis' stateful phase) can chain create -> get -> update -> complete -> delete.
+TASK_PARAMETERS = {"user_id": "$request.path.user_id", "task_id": "$response.body#/id"}
+CONDITIONAL_TASK_PARAMETERS = {**TASK_PARAMETERS, "If-Match": "$response.header.ETag"}
+TASK_LINKS = {
+    "GetTask": {
+        "operationId": "getTask",
+        "parameters": TASK_PARAMETERS,
+        "description": "Read this task.",
+    },
+    "PutTask": {
+        "operationId": "putTask",
+        "parameters": CONDITIONAL_TASK_PARAMETERS,
+        "description": "Update this task unless it has changed since this response.",
+    },
+    "PatchTask": {
+        "operationId": "patchTask",
+        "parameters": CONDITIONAL_TASK_PARAMETERS,
+        "description": "Update this task unless it has changed since this response.",
+    },
+    "CompleteTask": {
+        "operationId": "completeTask",
+        "parameters": TASK_PARAMETERS,
+        "description": "Toggle or set this task's `completed`.",
+    },
+    "DeleteTask": {
+        "operationId": "deleteTask",
+        "parameters": CONDITIONAL_TASK_PARAMETERS,
+        "description": "Delete this task unless it has changed since this response.",
+    },
+}
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
@@ -79,18 +118,21 @@ def task_response(
 
 @blp.route("", parameters=[USER_ID_PARAMETER])
 class Tasks(MethodView):
-    @blp.arguments(TaskQueryArgsSchema, location="query")
+    @blp.arguments(TaskQueryArgsSchema(), location="query")
     @blp.response(200, TaskPageSchema)
+    @blp.doc(operationId="listTasks")
     @documents_errors(blp, 400, 401, 403, 429, 503)
     def get(self, args: TaskListArgs, user_id: str) -> Response:
         """List tasks, with search, filters, sorting and pagination."""
-        tasks, total = queries.list_tasks(user_id, args)
-        return json_response(
-            {"data": tasks, "total": total, "limit": args.limit, "offset": args.offset}
-        )
+        with read_connection() as connection:
+            body = list_page(connection, user_id, args)
+        return current_app.response_class(body, mimetype="application/json")
 
-    @blp.arguments(TaskCreateSchema)
-    @blp.response(201, TaskSchema, headers={**LOCATION_HEADER, **ETAG_HEADER})
+    @blp.arguments(TaskCreateSchema())
+    @blp.response(
+        201, TaskSchema, headers={**LOCATION_HEADER, **ETAG_HEADER}, links=TASK_LINKS
+    )
+    @blp.doc(operationId="createTask")
     @documents_errors(blp, 400, 401, 403, 409, 413, 415, 429, 503)
     def post(self, fields: dict[str, Any], user_id: str) -> Response:
         """Create a task."""
@@ -101,35 +143,37 @@ class Tasks(MethodView):
 
 @blp.route("/<task_id>", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
 class TaskById(MethodView):
-    @blp.response(200, TaskSchema, headers=ETAG_HEADER)
+    @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
+    @blp.doc(operationId="getTask")
     @documents_errors(blp, 401, 403, 404, 429, 503)
     def get(self, user_id: str, task_id: str) -> Response:
         """Get one task."""
-        task = queries.get_task(user_id, parse_task_id(task_id))
+        with read_connection() as connection:
+            task = queries.get_task(connection, user_id, parse_task_id(task_id))
         if task is None:
             raise ProblemError(404, "Task not found.")
         return task_response(task)
 
-    @blp.arguments(TaskUpdateSchema, required=False)
-    @blp.response(200, TaskSchema, headers=ETAG_HEADER)
-    @blp.doc(parameters=[IF_MATCH_PARAMETER])
-    @documents_errors(blp, 400, 401, 403, 404, 412, 413, 415, 429, 503)
+    @blp.arguments(TaskUpdateSchema(), required=False)
+    @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
+    @blp.doc(operationId="putTask", parameters=[IF_MATCH_PARAMETER])
+    @documents_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 429, 503)
     def put(self, changes: dict[str, Any], user_id: str, task_id: str) -> Response:
         """Update a task: any subset of its fields (same as PATCH)."""
         task = writes.update_task(user_id, parse_task_id(task_id), changes, if_match_header())
         return task_response(task)
 
-    @blp.arguments(TaskUpdateSchema, required=False)
-    @blp.response(200, TaskSchema, headers=ETAG_HEADER)
-    @blp.doc(parameters=[IF_MATCH_PARAMETER])
-    @documents_errors(blp, 400, 401, 403, 404, 412, 413, 415, 429, 503)
+    @blp.arguments(TaskUpdateSchema(), required=False)
+    @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
+    @blp.doc(operationId="patchTask", parameters=[IF_MATCH_PARAMETER])
+    @documents_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 429, 503)
     def patch(self, changes: dict[str, Any], user_id: str, task_id: str) -> Response:
         """Update some fields of a task."""
         task = writes.update_task(user_id, parse_task_id(task_id), changes, if_match_header())
         return task_response(task)
 
     @blp.response(204)
-    @blp.doc(parameters=[IF_MATCH_PARAMETER])
+    @blp.doc(operationId="deleteTask", parameters=[IF_MATCH_PARAMETER])
     @documents_errors(blp, 401, 403, 404, 412, 429, 503)
     def delete(self, user_id: str, task_id: str) -> Response:
         """Delete a task."""
@@ -139,8 +183,9 @@ class TaskById(MethodView):
 
 @blp.route("/<task_id>/complete", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
 class TaskCompletion(MethodView):
-    @blp.arguments(TaskCompletionSchema, required=False)
-    @blp.response(200, TaskSchema, headers=ETAG_HEADER)
+    @blp.arguments(TaskCompletionSchema(), required=False)
+    @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
+    @blp.doc(operationId="completeTask")
     @documents_errors(blp, 400, 401, 403, 404, 413, 415, 429, 503)
     def patch(self, body: dict[str, Any], user_id: str, task_id: str) -> Response:
         """Toggle `completed`, or set it with `{"completed": true|false}`."""

@@ -14,9 +14,8 @@ from todo.schemas import (
     StrictBoolean,
     Text,
     TrimmedString,
-    trimmed_length_pattern,
 )
-from todo.tasks.queries import TaskListArgs
+from todo.tasks.listing import TaskListArgs
 
 PRIORITIES = tuple(p.value for p in Priority)
 MAX_TAGS_PER_TASK = 20
@@ -32,14 +31,16 @@ class TagNames(fields.List[str]):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            TrimmedString(
-                validate=validate.Length(1, TAG_NAME_MAX),
-                metadata={"pattern": trimmed_length_pattern(TAG_NAME_MAX)},
-            ),
+            TrimmedString(TAG_NAME_MAX),
             validate=validate.Length(max=MAX_TAG_ITEMS),
             metadata={
                 "description": f"Tag names, each 1-{TAG_NAME_MAX} characters after trimming; "
-                f"duplicates collapse case-insensitively; at most {MAX_TAGS_PER_TASK} distinct."
+                f"duplicates collapse case-insensitively; at most {MAX_TAGS_PER_TASK} distinct. "
+                f"A list of up to {MAX_TAG_ITEMS} items is accepted if its duplicates collapse "
+                f"to {MAX_TAGS_PER_TASK} or fewer names.",
+                # JSON Schema cannot count case-insensitively distinct items; the document
+                # promises what is always accepted (the validator's bound is the raw 100).
+                "maxItems": MAX_TAGS_PER_TASK,
             },
             **kwargs,
         )
@@ -59,11 +60,11 @@ class TagNames(fields.List[str]):
 
 def _title(required: bool) -> TrimmedString:
     return TrimmedString(
+        TITLE_MAX,
+        length_error="Must be 1-200 characters after trimming.",
         required=required,
-        validate=validate.Length(1, TITLE_MAX, error="Must be 1-200 characters after trimming."),
         metadata={
             "description": "1-200 characters; surrounding whitespace is removed.",
-            "pattern": trimmed_length_pattern(TITLE_MAX),
             "example": "Buy milk",
         },
     )
@@ -125,10 +126,7 @@ class TagFilter(fields.List[str]):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            TrimmedString(
-                validate=validate.Length(1, TAG_NAME_MAX),
-                metadata={"pattern": trimmed_length_pattern(TAG_NAME_MAX)},
-            ),
+            TrimmedString(TAG_NAME_MAX),
             validate=validate.Length(max=MAX_TAG_FILTERS),
             **kwargs,
         )

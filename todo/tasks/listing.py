@@ -1,0 +1,264 @@
+"""The listing: filters, sort orders and pagination of `GET /api/{user_id}/tasks`.
+
+One statement per page: the tags of every task are aggregated in it and a window function
+counts all matches. On PostgreSQL the database also renders the page as JSON, so no Python
+object is built per task on the busiest endpoint; on SQLite Python renders the same JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+from todo.models import Priority, Tag, Task, tag_key, task_tags
+from todo.tasks.queries import TAG_NAMES_OF_TASK, TAGS_OF_TASK, TASK_COLUMNS, row_to_json
+
+SortKey = Literal["created_at", "updated_at", "title", "due_date", "priority"]
+ISO_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
+@dataclass(frozen=True)
+class TaskListArgs:
+    search: str | None = None
+    status: Literal["all", "pending", "completed"] = "all"
+    priority: str | None = None
+    tags: list[str] = field(default_factory=list)
+    tag_mode: Literal["any", "all"] = "any"
+    due_from: date | None = None
+    due_to: date | None = None
+    sort_by: SortKey = "created_at"
+    sort_direction: Literal["asc", "desc"] = "desc"
+    limit: int = 50
+    offset: int = 0
+
+
+def escape_like(text: str) -> str:
+    """Make `%`, `_` and the escape character itself match literally in a LIKE pattern."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class ListShape:
+    """What decides the SQL of a listing, as opposed to the values bound into it. Statements
+    are built once per shape and reused: building and hashing a statement costs more
+    Python time than running it."""
+
+    search: bool
+    status: Literal["all", "pending", "completed"]
+    priority: bool
+    due_from: bool
+    due_to: bool
+    tag_mode: Literal["any", "all"] | None
+    sort_by: SortKey
+    sort_direction: Literal["asc", "desc"]
+
+    @classmethod
+    def of(cls, args: TaskListArgs) -> ListShape:
+        return cls(
+            search=bool(args.search),
+            status=args.status,
+            priority=args.priority is not None,
+            due_from=args.due_from is not None,
+            due_to=args.due_to is not None,
+            tag_mode=args.tag_mode if args.tags else None,
+            sort_by=args.sort_by,
+            sort_direction=args.sort_direction,
+        )
+
+
+def _parameters(user_id: str, args: TaskListArgs) -> dict[str, Any]:
+    """The values bound into the statement of `ListShape.of(args)`."""
+    keys = sorted({tag_key(name) for name in args.tags})
+    return {
+        "user_id": user_id,
+        "pattern": f"%{escape_like(args.search)}%" if args.search else None,
+        "priority": args.priority,
+        "due_from": args.due_from,
+        "due_to": args.due_to,
+        "tag_keys": keys,
+        "tag_count": len(keys),
+        "limit": args.limit,
+        "offset": args.offset,
+    }
+
+
+def _filters(shape: ListShape) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = [Task.user_id == bindparam("user_id")]
+    if shape.search:
+        pattern = bindparam("pattern", type_=String)
+        conditions.append(
+            or_(
+                Task.title.ilike(pattern, escape="\\"),
+                Task.description.ilike(pattern, escape="\\"),
+            )
+        )
+    if shape.status != "all":
+        conditions.append(Task.completed.is_(shape.status == "completed"))
+    if shape.priority:
+        conditions.append(Task.priority == bindparam("priority"))
+    if shape.due_from:
+        conditions.append(Task.due_date >= bindparam("due_from"))
+    if shape.due_to:
+        conditions.append(Task.due_date <= bindparam("due_to"))
+    if shape.tag_mode is not None:
+        conditions.append(Task.id.in_(_tasks_with_tags(shape.tag_mode)))
+    return and_(*conditions)
+
+
+def _tasks_with_tags(mode: Literal["any", "all"]) -> Select[Any]:
+    tagged = (
+        select(task_tags.c.task_id)
+        .join(Tag, Tag.id == task_tags.c.tag_id)
+        .where(
+            Tag.user_id == bindparam("user_id"),
+            Tag.name_key.in_(bindparam("tag_keys", expanding=True)),
+        )
+    )
+    if mode == "all":
+        tagged = tagged.group_by(task_tags.c.task_id).having(
+            func.count() == bindparam("tag_count")
+        )
+    return tagged
+
+
+PRIORITY_RANK = case(
+    {Priority.HIGH.value: 0, Priority.MEDIUM.value: 1, Priority.LOW.value: 2},
+    value=Task.priority,
+    else_=3,
+)
+
+
+def _ordering(sort_by: SortKey, direction: Literal["asc", "desc"]) -> list[Any]:
+    descending = direction == "desc"
+    keys: list[Any]
+    if sort_by == "due_date":
+        primary = Task.due_date.desc() if descending else Task.due_date.asc()
+        keys = [primary.nulls_last()]
+    else:
+        expression = {
+            "created_at": Task.created_at,
+            "updated_at": Task.updated_at,
+            "title": func.lower(Task.title),
+            "priority": PRIORITY_RANK,
+        }[sort_by]
+        keys = [expression.desc() if descending else expression.asc()]
+    if sort_by != "created_at":
+        keys.append(Task.created_at.desc())
+    keys.append(Task.id.asc())
+    return keys
+
+
+@lru_cache(maxsize=512)
+def _rows_statement(shape: ListShape) -> Select[Any]:
+    """The page as rows: tasks, their tags and the count of all matches."""
+    return (
+        select(*TASK_COLUMNS, TAG_NAMES_OF_TASK, func.count().over().label("total"))
+        .where(_filters(shape))
+        .order_by(*_ordering(shape.sort_by, shape.sort_direction))
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+@lru_cache(maxsize=512)
+def _count_statement(shape: ListShape) -> Select[Any]:
+    return select(func.count()).select_from(Task).where(_filters(shape))
+
+
+def _total(connection: Connection, shape: ListShape, parameters: dict[str, Any]) -> int:
+    """The count of all matches, for a page past the last one (no row carries it there)."""
+    if not parameters["offset"]:
+        return 0
+    return int(connection.execute(_count_statement(shape), parameters).scalar_one())
+
+
+def _envelope(data_json: bytes, total: int, args: TaskListArgs) -> bytes:
+    tail = orjson.dumps({"total": total, "limit": args.limit, "offset": args.offset})
+    return b'{"data":' + data_json + b"," + tail[1:]
+
+
+def list_page(connection: Connection, user_id: str, args: TaskListArgs) -> bytes:
+    """The listing's JSON body: `{"data": [...], "total", "limit", "offset"}`."""
+    shape, parameters = ListShape.of(args), _parameters(user_id, args)
+    if connection.dialect.name == "postgresql":
+        data, total = connection.execute(_rendered_page_statement(shape), parameters).one()
+        if total is None:
+            total = _total(connection, shape, parameters)
+        return _envelope(data.encode(), int(total), args)
+    rows = connection.execute(_rows_statement(shape), parameters).all()
+    total = rows[0][10] if rows else _total(connection, shape, parameters)
+    return _envelope(orjson.dumps([row_to_json(row) for row in rows]), int(total), args)
+
+
+def page_statement(user_id: str, args: TaskListArgs) -> Select[str, Any]:
+    """The PostgreSQL page statement with these values bound (for EXPLAIN and tools)."""
+    return _rendered_page_statement(ListShape.of(args)).params(_parameters(user_id, args))
+
+
+def _iso_timestamp(column: Any) -> Any:
+    return func.to_char(func.timezone("UTC", column), ISO_TIMESTAMP)
+
+
+@lru_cache(maxsize=512)
+def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
+    """PostgreSQL: the page as one JSON array (in the listing's order) and the match count.
+
+    Produces exactly what `representation.task_json` does: the same keys, ISO timestamps
+    in UTC with six fractional digits, tags sorted case-insensitively.
+    """
+    ordering = _ordering(shape.sort_by, shape.sort_direction)
+    tags_sorted = (
+        select(func.json_agg(aggregate_order_by(Tag.name, Tag.name_key, Tag.name)))
+        .select_from(task_tags.join(Tag, Tag.id == task_tags.c.tag_id))
+        .where(TAGS_OF_TASK)
+        .scalar_subquery()
+    )
+    page = (
+        select(
+            *TASK_COLUMNS,
+            tags_sorted.label("tags"),
+            func.count().over().label("total"),
+            func.row_number().over(order_by=ordering).label("position"),
+        )
+        .where(_filters(shape))
+        .order_by(*ordering)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("page")
+    )
+    task = func.json_build_object(
+        "id", page.c.id,
+        "user_id", page.c.user_id,
+        "title", page.c.title,
+        "description", page.c.description,
+        "completed", page.c.completed,
+        "priority", page.c.priority,
+        "due_date", func.to_char(page.c.due_date, "YYYY-MM-DD"),
+        "tags", func.coalesce(page.c.tags, literal_column("'[]'::json")),
+        "created_at", _iso_timestamp(page.c.created_at),
+        "updated_at", _iso_timestamp(page.c.updated_at),
+    )  # fmt: skip
+    data = func.coalesce(
+        func.json_agg(aggregate_order_by(task, page.c.position)), literal_column("'[]'::json")
+    )
+    return select(cast(data, Text).label("data"), func.max(page.c.total).label("total"))
