@@ -33,10 +33,3 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
-
-def post_fork(server, worker):  # type: ignore[no-untyped-def]
-    """With gevent workers, make psycopg2 yield to other greenlets while it waits."""
-    if worker_class == "gevent":
-        from psycogreen.gevent import patch_psycopg
-
-        patch_psycopg()

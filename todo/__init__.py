@@ -63,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         expose_headers=["Location", "ETag", "X-Request-ID"],
         max_age=600,
         vary_header=True,
+        always_send=False,  # no CORS headers on requests without an Origin
     )
     auth.init_app(app)  # who is calling (token -> g.user_id)
     rate_limit.init_app(app)  # per-caller limits, refused requests included

@@ -11,7 +11,7 @@ import time
 from typing import TextIO
 
 from flask import Flask, Response, g, has_request_context, request
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 log = logging.getLogger("todo.access")
 
@@ -40,7 +40,7 @@ def configure_logging(level: str, log_format: str) -> None:
     handler = StdoutHandler()
     if log_format == "json":
         handler.setFormatter(
-            JsonFormatter(
+            OrjsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             )

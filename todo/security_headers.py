@@ -1,4 +1,5 @@
-"""Headers that keep browsers and caches from misreading or storing responses, on every response."""
+"""Headers that keep browsers and caches from misreading or storing responses, on every
+response."""
 
 from __future__ import annotations
 
@@ -10,23 +11,33 @@ DOCS_CSP = (
     "frame-ancestors 'none'"
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+COMMON = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+]
+# Per-user data must never be stored by a shared cache or the browser.
+API = [*COMMON, ("Content-Security-Policy", API_CSP), ("Cache-Control", "no-store")]
+DOCS = [*COMMON, ("Content-Security-Policy", DOCS_CSP)]
+OTHER = [*COMMON, ("Content-Security-Policy", API_CSP)]
 
 
 def add_security_headers(response: Response) -> Response:
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
-    if request.path == "/docs" or request.path.startswith("/docs/"):
-        headers.setdefault("Content-Security-Policy", DOCS_CSP)
+    path = request.path
+    if path.startswith(("/api/", "/health")):
+        extra = API
+    elif path == "/docs" or path.startswith("/docs/"):
+        extra = DOCS
     else:
-        headers.setdefault("Content-Security-Policy", API_CSP)
+        extra = OTHER
+    headers = response.headers
+    headers.extend(extra)  # appended: no view sets these, so no lookups are needed
     # CORS headers depend on the Origin (flask-cors only says so when several origins are
     # configured), so shared caches must keep responses apart by it.
-    response.vary.add("Origin")
-    if request.path.startswith("/api/") or request.path.startswith("/health"):
-        # Per-user data must never be stored by a shared cache or the browser.
-        headers["Cache-Control"] = "no-store"
+    if "Vary" not in headers:
+        headers["Vary"] = "Origin"
+    elif "origin" not in headers["Vary"].lower():
+        headers["Vary"] = headers["Vary"] + ", Origin"
     return response
 
 
