@@ -40,7 +40,7 @@ class PgBouncer:
             # Few, short-lived server connections: the test server's max_connections (100)
             # is shared by both pytest workers and anything else running on it.
             "default_pool_size = 10\nmax_db_connections = 15\nserver_idle_timeout = 5\n"
-            "query_wait_timeout = 30\n"
+            "query_wait_timeout = 30\nlog_connections = 0\nlog_disconnections = 0\n"
             f"logfile = {self.root / 'pgbouncer.log'}\n"
             "ignore_startup_parameters = extra_float_digits\n"
         )
@@ -50,7 +50,10 @@ class PgBouncer:
             for path in (self.root, *self.root.iterdir()):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
             command = ["runuser", "-u", "postgres", "--", *command]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to `logfile`; an unread pipe would fill up and stall PgBouncer.
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

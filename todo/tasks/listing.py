@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Integer,
     Select,
     String,
     Text,
@@ -136,7 +137,7 @@ def _tasks_with_tags(mode: Literal["any", "all"]) -> Select[Any]:
     )
     if mode == "all":
         tagged = tagged.group_by(task_tags.c.task_id).having(
-            func.count() == bindparam("tag_count")
+            func.count() == bindparam("tag_count", type_=Integer)
         )
     return tagged
 
@@ -175,8 +176,8 @@ def _rows_statement(shape: ListShape) -> Select[Any]:
         select(*TASK_COLUMNS, TAG_NAMES_OF_TASK, func.count().over().label("total"))
         .where(_filters(shape))
         .order_by(*_ordering(shape.sort_by, shape.sort_direction))
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
     )
 
 
@@ -242,8 +243,8 @@ def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
         )
         .where(_filters(shape))
         .order_by(*ordering)
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
         .subquery("page")
     )
     task = func.json_build_object(
