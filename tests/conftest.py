@@ -256,6 +256,19 @@ def auth() -> Callable[..., dict[str, str]]:
     return bearer
 
 
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    """The response is an RFC 7807 problem with this status; returns its body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body: dict[str, Any] = response.get_json(force=True)
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert body["instance"] == response.request.path
+    return body
+
+
 def new_task(client: FlaskClient, user_id: str = "user-a", **fields: Any) -> dict[str, Any]:
     """Create a task through the API and return its JSON (asserting the 201)."""
     body = {"title": f"task {uuid.uuid4().hex[:8]}", **fields}

@@ -9,23 +9,11 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.conftest import bearer, make_config
+from tests.conftest import assert_problem, bearer, make_config
 from todo import create_app
 from todo.extensions import db
 
 PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status
-    assert response.mimetype == PROBLEM
-    body: dict[str, Any] = response.get_json(force=True)
-    assert body["status"] == status
-    assert body["type"] == "about:blank"
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert body["instance"] == response.request.path
-    return body
 
 
 def test_unknown_path_is_404_problem(client):

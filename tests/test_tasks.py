@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.conftest import bearer, new_task
+from tests.conftest import assert_problem, bearer, new_task
 from todo.extensions import db
 from todo.models import User
 
@@ -75,15 +75,6 @@ def assert_ok_task(response: TestResponse, status: int = 200) -> dict[str, Any]:
     task: dict[str, Any] = response.get_json()
     assert set(task) == TASK_FIELDS
     return task
-
-
-def assert_problem(response: TestResponse, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    problem: dict[str, Any] = response.get_json()
-    assert problem["status"] == status
-    assert isinstance(problem["detail"], str) and problem["detail"]
-    return problem
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.conftest import bearer, new_task
+from tests.conftest import assert_problem, bearer, new_task
 
 USER = "user-a"
 ORIGINAL = {
@@ -84,15 +84,6 @@ def snapshot(client: FlaskClient) -> tuple[bytes, bytes]:
     tags = client.get(f"/api/{USER}/tags?limit=100", headers=bearer(USER))
     assert listing.status_code == 200 and tags.status_code == 200
     return listing.get_data(), tags.get_data()
-
-
-def assert_problem(response: TestResponse, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    problem: dict[str, Any] = response.get_json()
-    assert problem["status"] == status
-    assert isinstance(problem["detail"], str) and problem["detail"]
-    return problem
 
 
 def assert_rejected(target: Target, body: Any, *fields: str) -> dict[str, Any]:
