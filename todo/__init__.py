@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -21,6 +22,7 @@ from todo import (
 )
 from todo.extensions import api, cors, db, migrate
 
+MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
 API_SPEC_OPTIONS: dict[str, Any] = {
     "info": {
         "description": "Tasks and tags of the todo app's users. Every `/api/...` call needs "
@@ -54,7 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     request_id.init_app(app)
     db.init_app(app)
     database.init_app(app)
-    migrate.init_app(app, db, directory=str(_migrations_directory()))
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIRECTORY))
     cors.init_app(
         app,
         origins=app.config["ALLOWED_ORIGINS"],
@@ -76,12 +78,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     _register_blueprints(app)
     return app
-
-
-def _migrations_directory() -> Any:
-    from pathlib import Path
-
-    return Path(__file__).resolve().parent.parent / "migrations"
 
 
 def _register_blueprints(app: Flask) -> None:

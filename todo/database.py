@@ -9,7 +9,6 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 
 from todo.extensions import db
 
@@ -84,10 +83,3 @@ def read_connection() -> Iterator[Connection]:
     engine: Engine = current_app.extensions["todo.read_engine"]
     with engine.connect() as connection:
         yield connection
-
-
-def dialect_insert(table: Any) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that supports `ON CONFLICT` on the current backend."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)

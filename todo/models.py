@@ -104,20 +104,16 @@ class Task(Base):
         Index("ix_tasks_user_id_due_date", "user_id", "due_date"),
         Index("ix_tasks_user_id_title_lower", "user_id", text("lower(title)")),
         # `search` is a substring match; trigram indexes keep it fast as a user's tasks grow.
-        Index(
-            "ix_tasks_user_id_title_trgm",
-            "user_id",
-            "title",
-            postgresql_using="gin",
-            postgresql_ops={"title": "gin_trgm_ops"},
-        ).ddl_if(dialect="postgresql"),
-        Index(
-            "ix_tasks_user_id_description_trgm",
-            "user_id",
-            "description",
-            postgresql_using="gin",
-            postgresql_ops={"description": "gin_trgm_ops"},
-        ).ddl_if(dialect="postgresql"),
+        *(
+            Index(
+                f"ix_tasks_user_id_{column}_trgm",
+                "user_id",
+                column,
+                postgresql_using="gin",
+                postgresql_ops={column: "gin_trgm_ops"},
+            ).ddl_if(dialect="postgresql")
+            for column in ("title", "description")
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

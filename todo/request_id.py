@@ -16,11 +16,6 @@ def assign_request_id() -> None:
     g.request_id = offered if SANE_REQUEST_ID.match(offered) else uuid.uuid4().hex
 
 
-def current_request_id() -> str:
-    request_id: str = g.get("request_id") or "-"
-    return request_id
-
-
 def echo_request_id(response: Response) -> Response:
     if "request_id" not in g:  # a failure before the first hook ran
         assign_request_id()

@@ -186,16 +186,21 @@ def _ordering(
     return keys
 
 
-@lru_cache(maxsize=512)
-def _rows_statement(shape: ListShape) -> Select[Any]:
-    """The page as rows: tasks, their tags and the count of all matches."""
+def _page(shape: ListShape, *columns: Any) -> Select[Any]:
+    """`columns` of the tasks on the requested page: filtered, in order, limited."""
     return (
-        select(*TASK_COLUMNS, TAG_NAMES_OF_TASK, func.count().over().label("total"))
+        select(*columns)
         .where(_filters(shape))
         .order_by(*_ordering(shape.sort_by, shape.sort_direction))
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
     )
+
+
+@lru_cache(maxsize=512)
+def _rows_statement(shape: ListShape) -> Select[Any]:
+    """The page as rows: tasks, their tags and the count of all matches."""
+    return _page(shape, *TASK_COLUMNS, TAG_NAMES_OF_TASK, func.count().over().label("total"))
 
 
 @lru_cache(maxsize=512)
@@ -245,7 +250,6 @@ def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
     Produces exactly what `representation.task_json` does: the same keys, ISO timestamps
     in UTC with six fractional digits, tags sorted case-insensitively.
     """
-    ordering = _ordering(shape.sort_by, shape.sort_direction)
     tags_sorted = (
         select(func.json_agg(aggregate_order_by(Tag.name, Tag.name_key, Tag.name)))
         .select_from(task_tags.join(Tag, Tag.id == task_tags.c.tag_id))
@@ -259,14 +263,7 @@ def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
     page_columns = [*TASK_COLUMNS, tags_sorted.label("tags")]
     if not count_separately:
         page_columns.append(func.count().over().label("total"))
-    page = (
-        select(*page_columns)
-        .where(_filters(shape))
-        .order_by(*ordering)
-        .limit(bindparam("limit", type_=Integer))
-        .offset(bindparam("offset", type_=Integer))
-        .subquery("page")
-    )
+    page = _page(shape, *page_columns).subquery("page")
     task = func.json_build_object(
         "id", page.c.id,
         "user_id", page.c.user_id,
