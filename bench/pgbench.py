@@ -1,12 +1,13 @@
 """pgbench on exactly the SQL the service sends for `list` and `get`.
 
-The script is the recorded statement sequence of one request (see `bench.sqlcapture`), with
-the user id and the task id turned into pgbench variables. pgbench substitutes variables as
-text, inside quoted literals too, so the server receives the same statement text the service
-sends, with other values; both use the simple query protocol (`-M simple`: psycopg2 inlines
-literals, it never prepares). The ids come from the seeded-id formula (`bench.datasets`)
-computed in pgbench's own `\\set` expressions: client-side arithmetic, no extra statement, so
-nothing is measured that the service does not do.
+The script is the recorded statement sequence of one request (see `bench.sqlcapture`), one
+pgbench command per query string the service sent, with the user id and the task id turned
+into pgbench variables. pgbench substitutes variables as text, inside quoted literals too, so
+the server receives the same statement text the service sends, with other values; both use
+the simple query protocol (`-M simple`: psycopg2 inlines literals, it never prepares). The ids
+come from the seeded-id formula (`bench.datasets`) computed in pgbench's own `\\set`
+expressions: client-side arithmetic, no extra statement, so nothing is measured that the
+service does not do.
 """
 
 from __future__ import annotations
@@ -61,10 +62,46 @@ def random_task_commands(dataset: DataSet) -> list[str]:
     ]
 
 
+def pgbench_command(query: str) -> str:
+    """One recorded query string as one pgbench command, so pgbench sends it in one Query
+    message as the service did. pgbench ends a command at every `;` outside quotes and sends
+    each part on its own (`SET LOCAL` would then run outside the SELECT's transaction), so
+    the separators between statements become `\\;`, which pgbench sends as `;` in one query.
+
+    Only what psycopg2 and SQLAlchemy produce is handled: quoted literals and identifiers.
+    Comments, dollar quotes and E'' strings are refused rather than guessed at."""
+    text = query.strip().rstrip(";").rstrip()
+    command: list[str] = []
+    quote: str | None = None
+    for index, char in enumerate(text):
+        if quote is not None:
+            quote = None if char == quote else quote  # '' and "" escapes close and reopen
+        elif char in "'\"":
+            if char == "'" and _is_escape_string_prefix(text, index):
+                raise RuntimeError(f"E'' strings are not supported in a pgbench script:\n{text}")
+            quote = char
+        elif char == ";":
+            command.append("\\;")
+            continue
+        elif text.startswith(("--", "/*", "$"), index):
+            raise RuntimeError(f"cannot write this query as one pgbench command:\n{text}")
+        command.append(char)
+    return "".join(command) + ";"
+
+
+def _is_escape_string_prefix(text: str, quote_index: int) -> bool:
+    """Whether the quote at `quote_index` opens an E'...' string (backslash escapes)."""
+    if quote_index == 0 or text[quote_index - 1] not in "eE":
+        return False
+    before = text[quote_index - 2] if quote_index >= 2 else " "
+    return not (before.isalnum() or before in "_$")
+
+
 def script(statements: list[str], replacements: dict[str, str], commands: list[str]) -> str:
-    """A pgbench script: `commands`, then `statements` with each literal of `replacements`
-    replaced by its variable form. Every literal must occur, or the capture went wrong."""
-    body = "\n".join(statement.strip().rstrip(";") + ";" for statement in statements)
+    """A pgbench script: `commands`, then `statements` (one pgbench command each) with each
+    literal of `replacements` replaced by its variable form. Every literal must occur, or the
+    capture went wrong."""
+    body = "\n".join(pgbench_command(statement) for statement in statements)
     for literal, variable in replacements.items():
         if literal not in body:
             raise RuntimeError(f"{literal!r} does not occur in the recorded SQL:\n{body}")

@@ -1,85 +1,119 @@
-"""What the service sends to PostgreSQL for one request: every statement, exactly as sent.
+"""What the service sends to PostgreSQL for one request: every query string that reaches the
+server, exactly as it arrives.
 
-The app runs in-process, built by `create_app()` from the same production environment the
-bench gives gunicorn, with one change: its psycopg2 connections are a recording subclass.
-Each statement is recorded as psycopg2 sent it (`cursor.query`, literals inlined: psycopg2
-uses the simple query protocol), together with the `BEGIN` psycopg2 sends implicitly before
-the first statement of a transaction and the `COMMIT`/`ROLLBACK` that ends one (psycopg2 sends
-those only when a transaction is open, and so does the recorder). SQLAlchemy's pool pre-ping
-(`SELECT 1` in autocommit on every checkout) goes through the same cursor class and is
-recorded too.
+The capture is made on the wire. A recording proxy (`bench.pgwire.RecordingProxy`, threads in
+this process, 127.0.0.1 on an ephemeral port) sits in front of the server of the app's
+`DATABASE_URL`. The app is built in-process by `create_app()` from the same production
+environment the bench gives gunicorn, with one change: its `DATABASE_URL` points at the proxy
+(same user, password, database and parameters; `sslmode=disable` and `gssencmode=disable` so
+the session stays plain text the proxy can read). Every Query message a connection sends is
+recorded before it is forwarded: the statements SQLAlchemy and psycopg2 send from Python,
+the `BEGIN`/`COMMIT`/`ROLLBACK` psycopg2 sends from C, `SET default_transaction_isolation`
+from `set_isolation_level()`, SQLAlchemy's pool pre-ping, and anything libpq sends itself.
+A query string holding several statements (`SET LOCAL ...; SELECT ...`) is one entry, as it
+is one round trip and one line of the server's `log_statement` log. Any message of the
+extended query protocol makes the capture fail: psycopg2 never uses it, and its SQL could not
+be replayed as text.
 
 The request is made twice and only the second is kept: the first opens the pooled
 connection (and runs SQLAlchemy's dialect initialisation), as happens once per connection in
-gunicorn too. Checked against the server's own log (`log_statement = all`), see README.
+gunicorn too. The pooled connection stays open through the proxy for the second request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-import psycopg2.extensions
+from sqlalchemy.engine import URL, make_url
 
-IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+from bench.pgwire import QueryRecorder, RecordingProxy, Upstream
+
+DEFAULT_PORT = 5432
+# The proxy's address replaces these; the rest of the URL's parameters are kept.
+ADDRESS_PARAMETERS = ("host", "hostaddr", "port")
+# channel_binding=require needs TLS, which the proxy cannot read through.
+PLAIN_TEXT_PARAMETERS = {"sslmode": "disable", "gssencmode": "disable"}
+DROPPED_PARAMETERS = (*ADDRESS_PARAMETERS, "channel_binding")
 
 
-def _recording_connection(log: list[str]) -> type[psycopg2.extensions.connection]:
-    class RecordingCursor(psycopg2.extensions.cursor):
-        def execute(self, query: Any, vars: Any = None) -> Any:
-            connection = self.connection
-            if not connection.autocommit and connection.info.transaction_status == IDLE:
-                log.append("BEGIN")
-            try:
-                return super().execute(query, vars)
-            finally:
-                if self.query is not None:
-                    log.append(self.query.decode())
+class CaptureError(RuntimeError):
+    """The statements of the request could not be recorded completely."""
 
-    class RecordingConnection(psycopg2.extensions.connection):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.cursor_factory = RecordingCursor
 
-        def commit(self) -> None:
-            if not self.autocommit and self.info.transaction_status != IDLE:
-                log.append("COMMIT")
-            super().commit()
+def _query_value(url: URL, name: str) -> str | None:
+    value = url.query.get(name)
+    return value[-1] if isinstance(value, tuple) else value
 
-        def rollback(self) -> None:
-            if not self.autocommit and self.info.transaction_status != IDLE:
-                log.append("ROLLBACK")
-            super().rollback()
 
-    return RecordingConnection
+def upstream_of(database_url: str) -> Upstream:
+    """Where the URL's server listens: (host, port), or the socket path for a host that is a
+    socket directory. A URL without a host, or with several, is refused."""
+    url = make_url(database_url)
+    host = url.host or _query_value(url, "host")
+    if not host or "," in host:
+        raise CaptureError(
+            f"DATABASE_URL must name exactly one host for the capture proxy, got {host!r}"
+        )
+    port = url.port or int(_query_value(url, "port") or DEFAULT_PORT)
+    if host.startswith("/"):
+        return f"{host}/.s.PGSQL.{port}"
+    return (host, port)
+
+
+def proxied_url(database_url: str, proxy_address: tuple[str, int]) -> str:
+    """`database_url` with the proxy as its server, in plain text."""
+    host, port = proxy_address
+    url = (
+        make_url(database_url)
+        .set(host=host, port=port)
+        .difference_update_query(DROPPED_PARAMETERS)
+        .update_query_dict(PLAIN_TEXT_PARAMETERS)
+    )
+    return url.render_as_string(hide_password=False)
 
 
 def request_statements(
     app_environ: Mapping[str, str], path: str, headers: Mapping[str, str]
 ) -> list[str]:
-    """The statements one `GET path` sends to the database, in order."""
+    """The query strings one `GET path` sends to the database, in order."""
+    database_url = app_environ.get("DATABASE_URL", "")
+    if not database_url:
+        raise CaptureError("the app environment has no DATABASE_URL")
+    recorder = QueryRecorder()
+    with RecordingProxy(upstream_of(database_url), recorder) as proxy:
+        environ = {
+            **app_environ,
+            "DATABASE_URL": proxied_url(database_url, proxy.address),
+            "LOG_LEVEL": "WARNING",
+        }
+        _get_twice(environ, path, headers, recorder)
+    problems = recorder.problems()
+    if problems:
+        raise CaptureError(f"GET {path}: " + "; ".join(problems))
+    return recorder.queries()
+
+
+def _get_twice(
+    environ: Mapping[str, str], path: str, headers: Mapping[str, str], recorder: QueryRecorder
+) -> None:
+    """Request `path` twice, keeping only the second request's queries in `recorder`."""
     from config import load_config
     from todo import create_app
     from todo.extensions import db
 
-    log: list[str] = []
-    config = load_config("production", environ={**app_environ, "LOG_LEVEL": "WARNING"})
-    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
-    options["connect_args"] = {
-        **options.get("connect_args", {}),
-        "connection_factory": _recording_connection(log),
-    }
-    app = create_app(config)
+    app = create_app(load_config("production", environ=environ))
     client = app.test_client()
     try:
         client.get(path, headers=dict(headers))
-        log.clear()
+        recorder.clear_queries()
         response = client.get(path, headers=dict(headers))
         if response.status_code != 200:
-            raise RuntimeError(
-                f"GET {path} answered {response.status_code}: {response.get_data(as_text=True)}"
+            problems = "".join(f"; {problem}" for problem in recorder.problems())
+            raise CaptureError(
+                f"GET {path} answered {response.status_code}:"
+                f" {response.get_data(as_text=True)}{problems}"
             )
-        return list(log)
     finally:
         with app.app_context():
-            db.engine.dispose()
+            for engine in db.engines.values():
+                engine.dispose()  # closes the pooled connections, so the proxy has none open

@@ -37,6 +37,13 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(level: str, log_format: str) -> None:
+    # No formatter here shows the caller, thread or process, so the logging module need not
+    # work them out for every record (the logging HOWTO's "Optimization" switches; they are
+    # process-wide, and nothing else in the service logs those fields either).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = StdoutHandler()
     if log_format == "json":
         handler.setFormatter(

@@ -91,8 +91,23 @@ class StrictParser(FlaskParser):
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _documentation_only(decorator: Callable[[F], F]) -> Callable[[F], F]:
+    """Apply a flask-smorest decorator for the OpenAPI it records (`_apidoc`), without its
+    call wrapper: `doc` and `alt_response` only pass the call through, and so does
+    `response` when the view returns a `Response` (every view here does). Each wrapper
+    layer costs a `current_app.ensure_sync` lookup on every request."""
+
+    def apply(view: F) -> F:
+        documented = decorator(view)
+        view._apidoc = documented._apidoc  # type: ignore[attr-defined]
+        return view
+
+    return apply
+
+
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
-    """flask-smorest's Blueprint with the strict parser, and typed decorators for mypy."""
+    """flask-smorest's Blueprint with the strict parser, typed decorators for mypy, and
+    documentation decorators that add no call layers (views must return a `Response`)."""
 
     ARGUMENTS_PARSER = StrictParser()
 
@@ -112,26 +127,21 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest
         links: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Callable[[F], F]:
-        """flask-smorest's `response`, plus the OpenAPI `links` of that response (which
-        flask-smorest has no parameter for)."""
+        """flask-smorest's `response` documentation, plus the OpenAPI `links` of that
+        response (which flask-smorest has no parameter for). The view builds the response
+        itself; nothing here serialises it."""
         decorator: Callable[[F], F] = super().response(status_code, schema, **options)
-        if not links:
-            return decorator
-        document_links = self.doc(responses={status_code: {"links": dict(links)}})
-
-        def with_links(view: F) -> F:
-            return document_links(decorator(view))
-
-        return with_links
+        if links:
+            document_links = self.doc(responses={status_code: {"links": dict(links)}})
+            return lambda view: document_links(_documentation_only(decorator)(view))
+        return _documentation_only(decorator)
 
     def alt_response(self, status_code: int, **options: Any) -> Callable[[F], F]:
-        decorator: Callable[[F], F] = super().alt_response(status_code, **options)
-        return decorator
+        return _documentation_only(super().alt_response(status_code, **options))
 
     @staticmethod
     def doc(**kwargs: Any) -> Callable[[F], F]:
-        decorator: Callable[[F], F] = flask_smorest.Blueprint.doc(**kwargs)
-        return decorator
+        return _documentation_only(flask_smorest.Blueprint.doc(**kwargs))
 
 
 REQUEST_ID_HEADER = "X_REQUEST_ID"

@@ -1,19 +1,40 @@
-"""Engine behaviour per backend, and which database errors mean "unavailable, retry"."""
+"""Engine behaviour per backend, how requests get connections, and which database errors
+mean "unavailable, retry".
+
+On PostgreSQL every round trip counts (each costs the service and the server CPU, and a
+network hop to Neon), so requests talk to it like this:
+
+- a read (`read_connection`) runs in autocommit: one statement, one implicit transaction;
+- a write (`write_transaction`) sends `BEGIN` in the same query string as its first
+  statement instead of on its own, and `COMMIT` at the end;
+- the first statement of every transaction carries `SET LOCAL statement_timeout`;
+- a statement whose result nothing needs (`send_with_next_statement`, e.g. the per-user
+  lock) travels with the statement after it.
+
+A query string holding several statements (`BEGIN; SET LOCAL ...; INSERT ...; SELECT ...`)
+is one round trip; PostgreSQL still runs each statement with its own snapshot, in order.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask, current_app
-from sqlalchemy import Connection, Engine, event
+import psycopg2.extensions
+from flask import Flask
+from sqlalchemy import Connection, Dialect, Engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.type_api import _BindProcessorType
 
 from todo.extensions import db
 
-AUTOCOMMIT = "AUTOCOMMIT"
-TIMEOUT_PENDING = "todo.statement_timeout_pending"
+BEGIN_PENDING = "todo.begin_pending"
+QUEUED_STATEMENTS = "todo.queued_statements"
+SERVER_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 # Connection refused or lost, pool exhausted, statement timeout, lock timeout, deadlock:
 # the request may succeed if retried, so these are 503 rather than 500.
@@ -28,12 +49,10 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 def init_app(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
-    # Same pool and events as the app's engine; only the isolation level differs.
-    app.extensions["todo.read_engine"] = engine.execution_options(isolation_level=AUTOCOMMIT)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
     elif engine.dialect.name == "postgresql":
-        _install_statement_timeout(engine, app.config["DB_STATEMENT_TIMEOUT_MS"])
+        _install_statement_prefixes(engine, app.config["DB_STATEMENT_TIMEOUT_MS"])
 
 
 def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
@@ -45,22 +64,19 @@ def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
-def _install_statement_timeout(engine: Engine, timeout_ms: int) -> None:
-    """Bound every transaction's statements with `SET LOCAL statement_timeout`.
+def _install_statement_prefixes(engine: Engine, timeout_ms: int) -> None:
+    """Put the pending `BEGIN`, the statement timeout and queued statements in front of the
+    statement about to be sent.
 
     `SET LOCAL` lasts for the transaction only, so it also works through a transaction-mode
-    pooler (Neon's `-pooler` endpoint, PgBouncer). It travels in the same round trip as the
-    transaction's first statement (`SET LOCAL ...; SELECT ...`), and in autocommit (reads,
-    see `read_connection`) with every statement, whose one-query implicit transaction it bounds.
+    pooler (Neon's `-pooler` endpoint, PgBouncer). It is added whenever the server has no
+    transaction open, i.e. whenever the statement starts one: an autocommit read, the first
+    statement after psycopg2's own `BEGIN`, or the first one of a `write_transaction`.
     """
-    prefix = f"SET LOCAL statement_timeout = {int(timeout_ms)}; "
-
-    @event.listens_for(engine, "begin")
-    def mark_transaction_unbounded(connection: Connection) -> None:
-        connection.info[TIMEOUT_PENDING] = True
+    set_timeout = f"SET LOCAL statement_timeout = {int(timeout_ms)}"
 
     @event.listens_for(engine, "before_cursor_execute", retval=True)
-    def bound_statement(
+    def add_prefixes(
         connection: Connection,
         cursor: Any,
         statement: str,
@@ -68,18 +84,110 @@ def _install_statement_timeout(engine: Engine, timeout_ms: int) -> None:
         context: Any,
         executemany: bool,
     ) -> tuple[str, Any]:
-        if connection.get_execution_options().get("isolation_level") == AUTOCOMMIT:
-            return prefix + statement, parameters
-        if connection.info.pop(TIMEOUT_PENDING, False):
-            return prefix + statement, parameters
-        return statement, parameters
+        info = connection.info
+        prefixes = ["BEGIN"] if info.pop(BEGIN_PENDING, False) else []
+        if cursor.connection.info.transaction_status == SERVER_IDLE:
+            prefixes.append(set_timeout)
+        for queued_statement, queued_parameters in info.pop(QUEUED_STATEMENTS, ()):
+            inlined = cursor.mogrify(queued_statement, queued_parameters).decode()
+            # psycopg2 %-formats the whole string when parameters are given.
+            prefixes.append(inlined.replace("%", "%%") if parameters is not None else inlined)
+        if not prefixes:
+            return statement, parameters
+        return "; ".join([*prefixes, statement]), parameters
+
+
+def send_with_next_statement(
+    connection: Connection, statement: UpdateBase, parameters: Mapping[str, Any]
+) -> None:
+    """Run `statement`, whose result is not needed, in the same round trip as the next
+    statement on this connection (PostgreSQL; elsewhere it runs now). Its errors surface
+    from that next statement."""
+    if connection.dialect.name != "postgresql":
+        connection.execute(statement, parameters)
+        return
+    sql, processors = _compiled(statement, connection.dialect)
+    values = {}
+    for name, value in parameters.items():
+        process = processors.get(name)
+        values[name] = process(value) if process is not None else value
+    connection.info.setdefault(QUEUED_STATEMENTS, []).append((sql, values))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(
+    statement: UpdateBase, dialect: Dialect
+) -> tuple[str, dict[str, _BindProcessorType[Any] | None]]:
+    """The statement's SQL with psycopg2 placeholders, and each parameter's type conversion."""
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    processors = {name: bind.type.bind_processor(dialect) for name, bind in compiled.binds.items()}
+    return compiled.string, processors
 
 
 @contextmanager
 def read_connection() -> Iterator[Connection]:
-    """A connection for a request that only reads, returned to the pool as soon as the
-    reads are done. It runs in autocommit: each read is one statement and its own
-    transaction, so it costs a single round trip instead of BEGIN, the query and ROLLBACK."""
-    engine: Engine = current_app.extensions["todo.read_engine"]
-    with engine.connect() as connection:
-        yield connection
+    """A pooled connection for a request that only reads, returned as soon as the reads are
+    done.
+
+    On PostgreSQL it runs in autocommit: each read is one statement and its own transaction,
+    a single round trip instead of BEGIN, the query and ROLLBACK. Autocommit is switched with
+    psycopg2's `autocommit` attribute, which sends nothing to the server. (SQLAlchemy's
+    `isolation_level="AUTOCOMMIT"` option calls psycopg2's `set_isolation_level()`, which
+    sends `SET default_transaction_isolation` on checkout and again on checkin: two more
+    round trips per read.) SQLite's driver starts no transaction for a SELECT anyway.
+    """
+    with db.engine.connect() as connection:
+        if connection.dialect.name != "postgresql":
+            yield connection
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        dbapi_connection.autocommit = True
+        try:
+            yield connection
+        finally:
+            _return_to_pool_state(connection, dbapi_connection)
+
+
+@contextmanager
+def write_transaction() -> Iterator[Connection]:
+    """A connection in a transaction that commits when the block ends and rolls back if it
+    raises.
+
+    On PostgreSQL the connection is in autocommit and the transaction is explicit: `BEGIN`
+    goes out with the first statement and `COMMIT` at the end, so psycopg2 does not spend a
+    round trip on `BEGIN` alone. Whatever happens, the connection goes back to the pool
+    with no transaction open (or is discarded).
+    """
+    with db.engine.connect() as connection:
+        if connection.dialect.name != "postgresql":
+            with connection.begin():
+                yield connection
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        dbapi_connection.autocommit = True
+        connection.info[BEGIN_PENDING] = True
+        try:
+            yield connection
+            if not connection.info.pop(BEGIN_PENDING, False):
+                connection.exec_driver_sql("COMMIT")
+        finally:
+            _return_to_pool_state(connection, dbapi_connection)
+
+
+def _return_to_pool_state(connection: Connection, dbapi_connection: Any) -> None:
+    """No transaction open, nothing queued, autocommit off: how the pool hands connections
+    out. A connection that cannot be brought back to that state is discarded."""
+    connection.info.pop(BEGIN_PENDING, None)
+    connection.info.pop(QUEUED_STATEMENTS, None)
+    if dbapi_connection.closed:
+        return
+    try:
+        if dbapi_connection.info.transaction_status != SERVER_IDLE:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+        dbapi_connection.autocommit = False
+    except psycopg2.Error:
+        connection.invalidate()

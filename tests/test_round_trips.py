@@ -1,0 +1,168 @@
+"""What each request sends to PostgreSQL, counted on the wire, and that batching statements
+into one query string neither mangles values nor leaks transactions.
+
+The count comes from a recording proxy between the app and the server (`bench.pgwire`, the
+benchmark's capture): it sees every query string that reaches PostgreSQL, including what
+psycopg2 sends from C (`BEGIN`, `SET default_transaction_isolation`) and the pool's ping,
+which SQLAlchemy's statement events never show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bench.pgwire import QueryRecorder, RecordingProxy
+from bench.sqlcapture import proxied_url, upstream_of
+from tests.conftest import bearer, make_config
+from todo import create_app
+from todo.extensions import db
+
+USER = "counted-user"
+TIMEOUT = "SET LOCAL statement_timeout"
+
+
+# Round trips are counted on PostgreSQL without a pooler in between; the other tests here
+# check what batching could break, on each backend that batches.
+on_postgresql = pytest.mark.parametrize("backend", ["postgresql"])
+
+
+@pytest.fixture
+def proxied(database_url: str) -> Iterator[tuple[FlaskClient, QueryRecorder]]:
+    recorder = QueryRecorder()
+    with RecordingProxy(upstream_of(database_url), recorder) as proxy:
+        app = create_app(make_config(proxied_url(database_url, proxy.address)))
+        try:
+            yield app.test_client(), recorder
+        finally:
+            with app.app_context():
+                db.engine.dispose()
+
+
+def round_trips(recorder: QueryRecorder, request: Callable[[], Any]) -> list[str]:
+    recorder.clear_queries()
+    request()
+    assert recorder.problems() == []
+    return recorder.queries()
+
+
+def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:
+    response = client.post(f"/api/{USER}/tasks", headers=bearer(USER),
+                           json={"title": "counted", **fields})
+    assert response.status_code == 201, response.get_json()
+    return dict(response.get_json())
+
+
+@on_postgresql
+def test_a_read_is_the_ping_and_one_query(proxied: tuple[FlaskClient, QueryRecorder]) -> None:
+    client, recorder = proxied
+    task = create(client, tags=["a", "b"])
+    for path in (f"/api/{USER}/tasks/{task['id']}", f"/api/{USER}/tasks",
+                 f"/api/{USER}/tasks?search=count&sort_by=due_date", f"/api/{USER}/tags"):
+        sent = round_trips(recorder, lambda path=path: client.get(path, headers=bearer(USER)))
+        assert len(sent) == 2, sent
+        assert sent[0] == "SELECT 1"
+        assert sent[1].startswith(f"{TIMEOUT} = ") and "SELECT" in sent[1]
+
+
+@on_postgresql
+def test_writes_batch_begin_lock_and_results_nobody_reads(
+    proxied: tuple[FlaskClient, QueryRecorder],
+) -> None:
+    client, recorder = proxied
+    task = create(client, tags=["a", "b"])
+    url = f"/api/{USER}/tasks/{task['id']}"
+
+    sent = round_trips(recorder, lambda: create(client, tags=["a", "b"]))
+    # ping; BEGIN + timeout + lock + insert under the limit; tag look-up; links + COMMIT
+    assert len(sent) == 4, sent
+    assert sent[1].startswith(f"BEGIN; {TIMEOUT}") and "INSERT INTO users" in sent[1]
+    assert sent[3].endswith("COMMIT")
+
+    toggle = round_trips(recorder, lambda: client.patch(f"{url}/complete", headers=bearer(USER)))
+    # ping; BEGIN + timeout + lock + read; UPDATE + COMMIT
+    assert len(toggle) == 3, toggle
+    assert toggle[2].startswith("UPDATE tasks") and toggle[2].endswith("COMMIT")
+
+    patch = round_trips(recorder, lambda: client.patch(url, headers=bearer(USER),
+                                                       json={"title": "renamed"}))
+    assert len(patch) == 3, patch
+
+    retag = round_trips(recorder, lambda: client.patch(url, headers=bearer(USER),
+                                                       json={"tags": ["b", "c"]}))
+    # ... UPDATE + tag look-up; count; insert the new tag; unlink + link + prune + COMMIT
+    assert len(retag) == 6, retag
+
+    delete = round_trips(recorder, lambda: client.delete(url, headers=bearer(USER)))
+    assert len(delete) == 3, delete
+    assert delete[2].startswith("DELETE FROM tags") and delete[2].endswith("COMMIT")
+
+
+AWKWARD_TEXTS = ["100% done", "%s and %(title)s", "it's; DROP TABLE tasks; --", "back\\slash"]
+AWKWARD_USER = "user%(id)s'; --"
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXTS)
+def test_values_that_look_like_sql_or_placeholders_survive_every_write(
+    client: FlaskClient, text: str
+) -> None:
+    headers = bearer(AWKWARD_USER)
+    base = f"/api/{AWKWARD_USER}/tasks"
+    created = client.post(base, headers=headers,
+                          json={"title": text, "description": text, "tags": [text, "x"]})
+    assert created.status_code == 201, created.get_json()
+    task = created.get_json()
+    assert (task["title"], task["description"], task["tags"]) == (text, text, sorted([text, "x"]))
+    url = f"{base}/{task['id']}"
+
+    updated = client.patch(url, headers=headers, json={"title": text + "!", "tags": [text + "!"]})
+    assert updated.status_code == 200
+    toggled = client.patch(f"{url}/complete", headers=headers)
+    assert toggled.status_code == 200
+
+    stored = client.get(url, headers=headers).get_json()
+    assert stored == {**toggled.get_json()}
+    assert (stored["title"], stored["tags"], stored["completed"]) == (text + "!", [text + "!"], True)
+    tags = client.get(f"/api/{AWKWARD_USER}/tags", headers=headers).get_json()
+    assert [tag["name"] for tag in tags] == [text + "!"]
+
+    assert client.delete(url, headers=headers).status_code == 204
+    assert client.get(url, headers=headers).status_code == 404
+    assert client.get(f"/api/{AWKWARD_USER}/tags", headers=headers).get_json() == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "pgbouncer"])
+def test_failed_writes_leave_no_transaction_open(app: Flask, client: FlaskClient) -> None:
+    app.config["MAX_TASKS_PER_USER"] = 1
+    app.config["MAX_TAGS_PER_USER"] = 1
+    headers = bearer(USER)
+    task = create(client, tags=["only"])
+    url = f"/api/{USER}/tasks/{task['id']}"
+    failures = [
+        client.post(f"/api/{USER}/tasks", headers=headers, json={"title": "over the limit"}),
+        client.patch(url, headers=headers, json={"tags": ["only", "another"]}),
+        client.patch(url, headers=headers, json={"title": "x"},
+                     environ_overrides={"HTTP_IF_MATCH": '"stale"'}),
+        client.delete(url, headers={**headers, "If-Match": '"stale"'}),
+        client.patch(f"/api/{USER}/tasks/00000000-0000-4000-8000-000000000000/complete",
+                     headers=headers),
+    ]
+    assert [response.status_code for response in failures] == [409, 409, 412, 412, 404]
+
+    with app.app_context():
+        with db.engine.connect() as connection:
+            in_transaction = connection.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state LIKE 'idle in transaction%'"
+            )).scalar_one()
+    assert in_transaction == 0
+    # Nothing of the failed writes was applied, and the pooled connections still work.
+    stored = client.get(url, headers=headers).get_json()
+    assert (stored["title"], stored["tags"]) == ("counted", ["only"])
+    assert client.patch(f"{url}/complete", headers=headers).get_json()["completed"] is True
+    assert client.get(f"/api/{USER}/tasks", headers=headers).get_json()["total"] == 1
