@@ -13,6 +13,7 @@ from todo import (
     access_log,
     auth,
     cli,
+    cors,
     database,
     errors,
     rate_limit,
@@ -20,7 +21,7 @@ from todo import (
     request_id,
     security_headers,
 )
-from todo.extensions import api, cors, db, migrate
+from todo.extensions import api, db, migrate
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
 API_SPEC_OPTIONS: dict[str, Any] = {
@@ -57,16 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     database.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIRECTORY))
-    cors.init_app(
-        app,
-        origins=app.config["ALLOWED_ORIGINS"],
-        supports_credentials=True,
-        allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
-        expose_headers=["Location", "ETag", "X-Request-ID"],
-        max_age=600,
-        vary_header=True,
-        always_send=False,  # no CORS headers on requests without an Origin
-    )
+    cors.init_app(app)
     auth.init_app(app)  # who is calling (token -> g.user_id)
     rate_limit.init_app(app)  # per-caller limits, refused requests included
     auth.init_authorization(app)  # 401 / 403 unless the caller may use this path
