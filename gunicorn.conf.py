@@ -1,23 +1,27 @@
 """gunicorn settings for production (`gunicorn -c gunicorn.conf.py wsgi:app`).
 
 Every value can be overridden from the environment. The defaults suit a small machine
-(2 cores): two processes per core, each with a few threads (the work is mostly waiting on
+(2 cores): one process per core, each with a pool of threads (the work is mostly waiting on
 PostgreSQL), and a database pool per process as large as its thread count.
 
-Why two processes per core: a process runs Python on one core at a time (the GIL), and the
-kernel hands each new keep-alive connection to whichever process accepts first. With one
-process per core, all of a client's connections sometimes landed in one process, which then
-served them from one core while the other idled (measured: 640 instead of 1,050 reads/s at
-16 connections, in one run of five). With four processes that no longer happened.
+Measured against two processes per core with 4 threads each (`make bench` scenarios, 6 s
+runs): at 100 connections one process per core has the tighter tail (toggle p95 157-180 ms
+vs 192-231 ms, create 193-283 ms vs 256-448 ms), because each process's share of the
+connections is larger and so evens out better. Its weakness shows with few long-lived
+connections opened at once: the kernel hands each to whichever process accepts first, and
+in one run of five all 16 landed in one process, which served them from one core (640
+instead of 1,050 reads/s). Many short-lived connections (browsers, a proxy with a large
+keep-alive pool) spread evenly. Set WEB_CONCURRENCY=4 GUNICORN_THREADS=4 where a small,
+fixed set of upstream connections is the norm.
 """
 
 import multiprocessing
 import os
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-workers = int(os.environ.get("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count()))
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # One pooled connection per thread: a smaller pool makes busy threads open and close
 # overflow connections on every request (a TCP + auth handshake each time).
 os.environ.setdefault("DB_POOL_SIZE", str(threads))
