@@ -102,6 +102,7 @@ class Task(Base):
         Index("ix_tasks_user_id_created_at", "user_id", text("created_at DESC"), "id"),
         Index("ix_tasks_user_id_updated_at", "user_id", "updated_at"),
         Index("ix_tasks_user_id_due_date", "user_id", "due_date"),
+        Index("ix_tasks_user_id_priority_due_date", "user_id", "priority", "due_date"),
         Index("ix_tasks_user_id_title_lower", "user_id", text("lower(title)")),
         # `search` is a substring match; trigram indexes keep it fast as a user's tasks grow.
         *(
