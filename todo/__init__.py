@@ -22,6 +22,7 @@ from todo import (
     security_headers,
 )
 from todo.extensions import api, db, migrate
+from todo.flask_app import TodoFlask
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
 API_SPEC_OPTIONS: dict[str, Any] = {
@@ -42,7 +43,7 @@ API_SPEC_OPTIONS: dict[str, Any] = {
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from `config` (a dict like `config.load_config()` returns; by default
     the environment's)."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = TodoFlask(__name__, instance_relative_config=True)
     app.config.update(load_config() if config is None else config)
     app.config.update(
         API_TITLE="todo-api",
