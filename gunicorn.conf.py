@@ -4,15 +4,16 @@ Every value can be overridden from the environment. The defaults suit a small ma
 (2 cores): one process per core, each with a pool of threads (the work is mostly waiting on
 PostgreSQL), and a database pool per process as large as its thread count.
 
-Measured against two processes per core with 4 threads each (`make bench` scenarios, 6 s
-runs): at 100 connections one process per core has the tighter tail (toggle p95 157-180 ms
-vs 192-231 ms, create 193-283 ms vs 256-448 ms), because each process's share of the
-connections is larger and so evens out better. Its weakness shows with few long-lived
-connections opened at once: the kernel hands each to whichever process accepts first, and
-in one run of five all 16 landed in one process, which served them from one core (640
-instead of 1,050 reads/s). Many short-lived connections (browsers, a proxy with a large
-keep-alive pool) spread evenly. Set WEB_CONCURRENCY=4 GUNICORN_THREADS=4 where a small,
-fixed set of upstream connections is the norm.
+Each worker listens on its own socket (`reuse_port`, SO_REUSEPORT), so the kernel spreads
+new connections evenly over the workers. With one shared socket, whichever worker woke first
+accepted, and in one run of five all 16 connections of a client that opened them at once
+landed in one worker, which served them from one core while the other idled (540-640
+instead of 1,050 reads/s). With per-worker sockets the two workers' CPU stayed within
+0.58-0.72 cores of each other in every run.
+
+Measured against two workers per core with 4 threads each (`make bench` scenarios, 6 s
+runs): at 100 connections one worker per core has the tighter tail (toggle p95 157-180 ms
+vs 192-231 ms, create 193-283 ms vs 256-448 ms).
 """
 
 import multiprocessing
@@ -27,6 +28,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 os.environ.setdefault("DB_POOL_SIZE", str(threads))
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "true", "yes")
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
