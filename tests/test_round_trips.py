@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from bench.pgwire import QueryRecorder, RecordingProxy
 from bench.sqlcapture import proxied_url, upstream_of
-from tests.conftest import bearer, make_config
+from tests.conftest import bearer, make_config, new_task
 from todo import create_app
 from todo.extensions import db
 
@@ -52,10 +52,7 @@ def round_trips(recorder: QueryRecorder, request: Callable[[], Any]) -> list[str
 
 
 def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:
-    response = client.post(f"/api/{USER}/tasks", headers=bearer(USER),
-                           json={"title": "counted", **fields})
-    assert response.status_code == 201, response.get_json()
-    return dict(response.get_json())
+    return new_task(client, USER, title="counted", **fields)
 
 
 @on_postgresql

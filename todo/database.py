@@ -141,13 +141,8 @@ def read_connection() -> Iterator[Connection]:
         if connection.dialect.name != "postgresql":
             yield connection
             return
-        dbapi_connection = connection.connection.dbapi_connection
-        assert dbapi_connection is not None
-        dbapi_connection.autocommit = True
-        try:
+        with _autocommit(connection):
             yield connection
-        finally:
-            _return_to_pool_state(connection, dbapi_connection)
 
 
 @contextmanager
@@ -165,16 +160,23 @@ def write_transaction() -> Iterator[Connection]:
             with connection.begin():
                 yield connection
             return
-        dbapi_connection = connection.connection.dbapi_connection
-        assert dbapi_connection is not None
-        dbapi_connection.autocommit = True
-        connection.info[BEGIN_PENDING] = True
-        try:
+        with _autocommit(connection):
+            connection.info[BEGIN_PENDING] = True
             yield connection
             if not connection.info.pop(BEGIN_PENDING, False):
                 connection.exec_driver_sql("COMMIT")
-        finally:
-            _return_to_pool_state(connection, dbapi_connection)
+
+
+@contextmanager
+def _autocommit(connection: Connection) -> Iterator[None]:
+    """psycopg2 in autocommit for the block, then the connection as the pool expects it."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    dbapi_connection.autocommit = True
+    try:
+        yield
+    finally:
+        _return_to_pool_state(connection, dbapi_connection)
 
 
 def _return_to_pool_state(connection: Connection, dbapi_connection: Any) -> None:

@@ -38,7 +38,7 @@ from sqlalchemy.sql.dml import Update
 from todo.database import send_with_next_statement, write_transaction
 from todo.models import Tag, Task, User, tag_key, task_tags, utc_now
 from todo.problems import ProblemError
-from todo.tasks.queries import get_task
+from todo.tasks.queries import TASK_COLUMNS, get_task
 from todo.tasks.representation import (
     TaskJSON,
     format_timestamp,
@@ -63,14 +63,10 @@ LOCK_USER = {
     "postgresql": _lock_user_statement(postgresql.insert),
     "sqlite": _lock_user_statement(sqlite.insert),
 }
-TASK_COLUMNS = ("id", "user_id", "title", "description", "completed", "priority", "due_date",
-                "created_at", "updated_at")
 # The per-user task limit is checked by the insert itself: no row is inserted at the limit.
 INSERT_TASK_UNDER_LIMIT = insert(Task).from_select(
-    TASK_COLUMNS,
-    select(
-        *(bindparam(name, type_=Task.__table__.c[name].type) for name in TASK_COLUMNS)
-    ).where(
+    [column.key for column in TASK_COLUMNS],
+    select(*(bindparam(column.key, type_=column.type) for column in TASK_COLUMNS)).where(
         select(func.count())
         .select_from(Task)
         .where(Task.user_id == bindparam("user_id"))
