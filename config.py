@@ -83,7 +83,9 @@ def _engine_options(database_url: str, environ: Mapping[str, str]) -> dict[str, 
         # `timeout` is SQLite's busy wait: concurrent writers queue instead of failing.
         return {"connect_args": {"timeout": 15}}
     return {
-        "pool_pre_ping": True,
+        # Not `pool_pre_ping`: todo/connection_check.py checks each checkout, with a ping only
+        # for connections idle longer than DB_PING_AFTER_IDLE_SECONDS.
+        "pool_pre_ping": False,
         "pool_size": _int_setting(environ, "DB_POOL_SIZE", 5, minimum=1),
         "max_overflow": _int_setting(environ, "DB_MAX_OVERFLOW", 10),
         "pool_recycle": _int_setting(environ, "DB_POOL_RECYCLE", 300, minimum=1),
@@ -150,6 +152,7 @@ def load_config(
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, env),
         "DB_STATEMENT_TIMEOUT_MS": _int_setting(env, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
         "DB_RETRY_AFTER_SECONDS": _int_setting(env, "DB_RETRY_AFTER_SECONDS", 5, minimum=1),
+        "DB_PING_AFTER_IDLE_SECONDS": _int_setting(env, "DB_PING_AFTER_IDLE_SECONDS", 10),
         "BETTER_AUTH_SECRET": secret,
         "JWT_JWKS_URL": env.get("JWT_JWKS_URL", "").strip(),
         "JWT_ISSUER": env.get("JWT_ISSUER", "").strip(),

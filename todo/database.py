@@ -30,6 +30,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.type_api import _BindProcessorType
 
+from todo import connection_check
 from todo.extensions import db
 
 BEGIN_PENDING = "todo.begin_pending"
@@ -53,6 +54,7 @@ def init_app(app: Flask) -> None:
         event.listen(engine, "connect", _configure_sqlite)
     elif engine.dialect.name == "postgresql":
         _install_statement_prefixes(engine, app.config["DB_STATEMENT_TIMEOUT_MS"])
+        connection_check.install(engine, app.config["DB_PING_AFTER_IDLE_SECONDS"])
 
 
 def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
