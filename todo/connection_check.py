@@ -9,9 +9,9 @@ and about 15 % of a task read's CPU in the service. Instead, at checkout:
   `FATAL` and closes the connection when it shuts down, restarts or terminates a backend,
   and an idle timeout (the server's, PgBouncer's, Neon's) closes it too. Such a connection
   is discarded. This is the check Go's MySQL driver makes before reusing a connection.
-- a connection that has sat in the pool longer than `DB_PING_AFTER_IDLE_SECONDS` is also
+- a connection that has sat in the pool for `DB_PING_AFTER_IDLE_SECONDS` or longer is also
   pinged, as `pool_pre_ping` would: a long-idle connection is the likeliest to have been
-  dropped somewhere in between without a word.
+  dropped somewhere in between without a word. `0` pings on every checkout.
 
 Raising `DisconnectionError` in a checkout listener makes the pool discard the connection
 and hand out another (SQLAlchemy's documented custom pre-ping), so a stale connection never
@@ -50,7 +50,7 @@ def install(engine: Engine, ping_after_idle_seconds: float) -> None:
             return  # opened for this checkout
         if dbapi_connection.closed or server_has_spoken(dbapi_connection):
             raise sa_exc.DisconnectionError("the server closed the pooled connection")
-        if time.monotonic() - returned_at > ping_after_idle_seconds:
+        if time.monotonic() - returned_at >= ping_after_idle_seconds:
             ping(engine, dbapi_connection)
 
 

@@ -9,7 +9,7 @@ The statements are built once, with bound parameters, and run in a `write_transa
 building SQLAlchemy statements per request cost more Python time than running them.
 Statements whose results are not needed (the lock, updates, tag links, pruning) travel with
 the next statement or with `COMMIT` (`send_with_next_statement`), so on PostgreSQL a toggle is
-two round trips after the pool's ping, and a create three.
+two round trips, and a create three.
 """
 
 from __future__ import annotations
