@@ -21,6 +21,7 @@ from tests.conftest import (
 )
 from todo import create_app
 from todo.extensions import db
+from todo.tags.queries import USAGE
 from todo.tasks.listing import TaskListArgs, page_statement
 
 
@@ -57,8 +58,8 @@ def test_listing_issues_the_same_statements_for_1_and_100_tasks(app, client):
 
     one, hundred = counter.during(lambda: page(1)), counter.during(lambda: page(100))
     assert len(one) == len(hundred)
-    # PostgreSQL: the pool's `SELECT 1` ping, then `SET LOCAL statement_timeout = ...;
-    # SELECT ...` in one round trip; SQLite: the SELECT.
+    # PostgreSQL: `SET LOCAL statement_timeout = ...; SELECT ...` in one round trip (and a
+    # `SELECT 1` ping first if the connection sat idle); SQLite: the SELECT.
     queries = [s for s in hundred if "FROM tasks" in s]
     assert len(queries) == 1, hundred
 
@@ -92,7 +93,12 @@ INSERT INTO tasks (id, user_id, title, description, completed, priority, due_dat
 SELECT gen_random_uuid(), 'heavy', 'Heavy ' || md5(i::text), 'more ' || md5((i * 3)::text),
        false, 'Medium', NULL, now() - (i || ' seconds')::interval, now()
 FROM generate_series(1, 10000) i;
-ANALYZE;
+INSERT INTO tags (id, user_id, name, name_key, created_at)
+SELECT gen_random_uuid(), 'user-' || u, 'tag' || t, 'tag' || t, now()
+FROM generate_series(1, 100) u, generate_series(1, 8) t;
+INSERT INTO task_tags (task_id, tag_id)
+SELECT tasks.id, tags.id FROM tasks JOIN tags ON tags.user_id = tasks.user_id
+WHERE tags.name_key IN ('tag' || (abs(hashtext(tasks.id::text)) % 8 + 1), 'tag1');
 """
 
 
@@ -110,6 +116,9 @@ def seeded_app() -> Iterator[Flask]:
     seeding = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with seeding.begin() as connection:
         connection.execute(sa.text(SEED))
+    # As autovacuum leaves a table: statistics, and a visibility map for index-only scans.
+    with seeding.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text("VACUUM ANALYZE"))
     seeding.dispose()
     yield app
     with app.app_context():
@@ -143,3 +152,11 @@ def test_search_uses_the_trigram_indexes_as_a_users_tasks_grow(seeded_app):
 def test_due_date_sort_uses_a_per_user_index(seeded_app):
     text = plan(seeded_app, TaskListArgs(sort_by="due_date", sort_direction="asc"))
     assert "ix_tasks_user_id" in text and "Seq Scan on tasks" not in text, text
+
+
+def test_tag_usage_is_counted_from_the_tag_id_index_alone(seeded_app):
+    with seeded_app.app_context(), db.engine.connect() as connection:
+        sql = USAGE.compile(db.engine).string
+        rows = connection.exec_driver_sql("EXPLAIN " + sql, {"user_id": "user-7", "limit": 20})
+        text = "\n".join(row[0] for row in rows)
+    assert "Index Only Scan using ix_task_tags_tag_id" in text, text
