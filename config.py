@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -78,11 +79,18 @@ def _development_secret(instance_path: Path) -> str:
     return secret
 
 
+def _json_text(value: Any) -> str:
+    # JSON columns (tasks.tag_names) keep non-ASCII text as it is, not as \u escapes:
+    # PostgreSQL copies the stored text into list pages verbatim.
+    return orjson.dumps(value).decode()
+
+
 def _engine_options(database_url: str, environ: Mapping[str, str]) -> dict[str, Any]:
     if make_url(database_url).get_backend_name() == "sqlite":
         # `timeout` is SQLite's busy wait: concurrent writers queue instead of failing.
-        return {"connect_args": {"timeout": 15}}
+        return {"connect_args": {"timeout": 15}, "json_serializer": _json_text}
     return {
+        "json_serializer": _json_text,
         # Not `pool_pre_ping`: todo/connection_check.py checks each checkout, with a ping only
         # for connections idle longer than DB_PING_AFTER_IDLE_SECONDS.
         "pool_pre_ping": False,

@@ -35,7 +35,7 @@ from bench import pg
 from bench.datasets import USER_PREFIX, DataSet, task_id, task_id_sql
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED_VERSION = 1
+SEED_VERSION = 2  # 2: tasks carry their tag names (migration 0004)
 
 VOCABULARY = [
     "work", "home", "errands", "health", "finance", "family", "shopping", "school",
@@ -171,7 +171,9 @@ def _seed(database_url: str, dataset: DataSet, phases: dict[str, float]) -> None
             cursor.execute(TAGS_SQL, params)
             cursor.execute(TAG_RANK_SQL)
             cursor.execute(_tasks_sql(dataset), params)
-            cursor.execute(TASK_TAGS_SQL, {"per_user": TAGS_PER_USER})
+            cursor.execute(LINKS_SQL, {"per_user": TAGS_PER_USER})
+            cursor.execute(TASKS_WITH_TAG_NAMES_SQL)
+            cursor.execute(TASK_TAGS_SQL)
             phases["rows"] = time.monotonic() - started
 
             started = time.monotonic()
@@ -241,22 +243,24 @@ def _pick(array: str) -> str:
 
 
 def _tasks_sql(dataset: DataSet) -> str:
+    """The tasks, first into a temporary table: their tag names are known only once the
+    links are drawn."""
     return f"""
-INSERT INTO tasks (id, user_id, title, description, completed, priority, due_date,
-                   created_at, updated_at)
+CREATE TEMP TABLE bench_tasks AS
 SELECT
-    {task_id_sql("u", "i", dataset.tasks_per_user)},
-    %(prefix)s || u,
-    {_pick("verbs")} || ' ' || {_pick("objects")} || {_pick("suffixes")},
+    {task_id_sql("u", "i", dataset.tasks_per_user)} AS id,
+    %(prefix)s || u AS user_id,
+    {_pick("verbs")} || ' ' || {_pick("objects")} || {_pick("suffixes")} AS title,
     CASE WHEN random() < 0.4 THEN NULL
-         ELSE 'About the ' || {_pick("objects")} || ': ' || {_pick("notes")} END,
-    random() < 0.3,
-    CASE WHEN r_priority < 0.2 THEN 'High' WHEN r_priority < 0.8 THEN 'Medium' ELSE 'Low' END,
+         ELSE 'About the ' || {_pick("objects")} || ': ' || {_pick("notes")} END AS description,
+    random() < 0.3 AS completed,
+    CASE WHEN r_priority < 0.2 THEN 'High' WHEN r_priority < 0.8 THEN 'Medium' ELSE 'Low' END
+        AS priority,
     CASE WHEN random() < 0.3 THEN NULL
-         ELSE current_date + (floor(random() * 121) - 60)::int END,
+         ELSE current_date + (floor(random() * 121) - 60)::int END AS due_date,
     created_at,
     CASE WHEN r_touched < 0.4 THEN created_at
-         ELSE created_at + (now() - created_at) * r_touched END
+         ELSE created_at + (now() - created_at) * r_touched END AS updated_at
 FROM (
     SELECT u, i, random() AS r_priority, random() AS r_touched,
            now() - random() * interval '365 days' AS created_at
@@ -268,20 +272,39 @@ ORDER BY created_at
 
 
 # n tags per task (0-3, 25/35/25/15 %), consecutive ranks from a start skewed towards rank 1.
-TASK_TAGS_SQL = """
-INSERT INTO task_tags (task_id, tag_id)
-SELECT t.id, r.id
+LINKS_SQL = """
+CREATE TEMP TABLE bench_links AS
+SELECT t.id AS task_id, r.id AS tag_id
 FROM (
     SELECT id, user_id,
            floor(%(per_user)s * power(random(), 2))::int AS start,
            CASE WHEN r_count < 0.25 THEN 0 WHEN r_count < 0.60 THEN 1
                 WHEN r_count < 0.85 THEN 2 ELSE 3 END AS n
-    FROM (SELECT id, user_id, random() AS r_count FROM tasks OFFSET 0) AS raw
+    FROM (SELECT id, user_id, random() AS r_count FROM bench_tasks OFFSET 0) AS raw
     OFFSET 0
 ) AS t
 CROSS JOIN LATERAL generate_series(0, t.n - 1) AS k
 JOIN bench_tag_rank r ON r.user_id = t.user_id AND r.rank = (t.start + k) %% %(per_user)s + 1
 """
+
+# In created_at order, as the service would have written them; tag names sorted as the API
+# shows them (migration 0004 sorts existing tasks' names the same way).
+TASKS_WITH_TAG_NAMES_SQL = """
+INSERT INTO tasks (id, user_id, title, description, completed, priority, due_date,
+                   created_at, updated_at, tag_names)
+SELECT t.id, t.user_id, t.title, t.description, t.completed, t.priority, t.due_date,
+       t.created_at, t.updated_at, coalesce(named.names, '[]'::json)
+FROM bench_tasks AS t
+LEFT JOIN (
+    SELECT l.task_id,
+           json_agg(g.name ORDER BY g.name_key COLLATE "C", g.name COLLATE "C") AS names
+    FROM bench_links AS l JOIN tags AS g ON g.id = l.tag_id
+    GROUP BY l.task_id
+) AS named ON named.task_id = t.id
+ORDER BY t.created_at
+"""
+
+TASK_TAGS_SQL = "INSERT INTO task_tags (task_id, tag_id) SELECT task_id, tag_id FROM bench_links"
 
 
 # ---------------------------------------------------------------- marker and reuse

@@ -254,10 +254,14 @@ def _tasks_as_stored(connection: sa.Connection) -> dict[str, dict[str, Any]]:
     rows = connection.execute(sa.text(
         "SELECT t.id::text AS id, t.title, t.completed, "
         "to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at, "
-        "coalesce(array_agg(g.name ORDER BY g.name) FILTER (WHERE g.name IS NOT NULL), '{}') AS tags "
+        "coalesce(array_agg(g.name ORDER BY g.name) FILTER (WHERE g.name IS NOT NULL), '{}') AS tags, "
+        "t.tag_names::text AS tag_names "
         "FROM tasks t LEFT JOIN task_tags l ON l.task_id = t.id LEFT JOIN tags g ON g.id = l.tag_id "
         "WHERE t.user_id LIKE 'writer-%' GROUP BY t.id"
     )).all()
+    for row in rows:
+        # The names stored with the task (what reads show) were written with its links.
+        assert sorted(json.loads(row.tag_names)) == sorted(row.tags), row
     return {
         row.id: {"title": row.title, "completed": row.completed, "tags": sorted(row.tags),
                  "updated_at": row.updated_at}

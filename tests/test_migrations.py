@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import flask_migrate
@@ -20,6 +21,7 @@ from tests.conftest import (
 )
 from todo import create_app
 from todo.extensions import db
+from todo.tasks.representation import sort_tag_names
 
 
 def schema_differences(app) -> list:
@@ -103,3 +105,39 @@ def test_database_constraints_hold_without_the_api(empty_postgres_app):
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
             connection.execute(sa.text(statement))
     engine.dispose()
+
+
+@pytest.mark.parametrize("which", ["empty_postgres_app", "empty_sqlite_app"])
+def test_0004_gives_existing_tasks_their_tag_names_in_the_apis_order(request, which):
+    app = request.getfixturevalue(which)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0003")
+        engine = db.engine
+    # Keys as the service computes them (casefold); the API orders by key, then by name.
+    tags = {"b": "b", "Apple": "apple", "apple2": "apple2", "Zed": "zed", "Äpfel": "äpfel"}
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO users (id, created_at) VALUES ('u', '2026-01-01')"))
+        for number, title in enumerate(["tagged", "untagged"], start=1):
+            connection.execute(sa.text(
+                "INSERT INTO tasks (id, user_id, title, completed, priority, created_at, updated_at)"
+                " VALUES (:id, 'u', :title, false, 'Medium', '2026-01-01', '2026-01-01')"
+            ), {"id": f"00000000-0000-4000-8000-00000000000{number}", "title": title})
+        for number, (name, key) in enumerate(tags.items(), start=1):
+            tag_id = f"00000000-0000-4000-9000-00000000000{number}"
+            connection.execute(sa.text(
+                "INSERT INTO tags (id, user_id, name, name_key, created_at)"
+                " VALUES (:id, 'u', :name, :key, '2026-01-01')"
+            ), {"id": tag_id, "name": name, "key": key})
+            connection.execute(sa.text(
+                "INSERT INTO task_tags (task_id, tag_id) VALUES (:task, :tag)"
+            ), {"task": "00000000-0000-4000-8000-000000000001", "tag": tag_id})
+    engine.dispose()
+    with app.app_context():
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            stored = dict(connection.execute(sa.text("SELECT title, tag_names FROM tasks")).all())
+        db.engine.dispose()
+    names = {title: value if isinstance(value, list) else json.loads(value)
+             for title, value in stored.items()}
+    assert names == {"tagged": sort_tag_names(list(tags)), "untagged": []}
+    assert names["tagged"] == ["Apple", "apple2", "b", "Zed", "Äpfel"]

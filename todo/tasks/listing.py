@@ -1,7 +1,7 @@
 """The listing: filters, sort orders and pagination of `GET /api/{user_id}/tasks`.
 
-One statement per page: the tags of every task are aggregated in it and a window function
-counts all matches. On PostgreSQL the database also renders the page as JSON, so no Python
+One statement per page: each task's tag names are stored with it (no join) and a window
+function counts all matches. On PostgreSQL the database also renders the page as JSON, so no Python
 object is built per task on the busiest endpoint; on SQLite Python renders the same JSON.
 """
 
@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from todo.models import Priority, Tag, Task, tag_key, task_tags
-from todo.tasks.queries import TAG_NAMES_OF_TASK, TAGS_OF_TASK, TASK_COLUMNS, row_to_json
+from todo.tasks.queries import TASK_COLUMNS, row_to_json
 
 SortKey = Literal["created_at", "updated_at", "title", "due_date", "priority"]
 ISO_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
@@ -200,7 +200,7 @@ def _page(shape: ListShape, *columns: Any) -> Select[Any]:
 @lru_cache(maxsize=512)
 def _rows_statement(shape: ListShape) -> Select[Any]:
     """The page as rows: tasks, their tags and the count of all matches."""
-    return _page(shape, *TASK_COLUMNS, TAG_NAMES_OF_TASK, func.count().over().label("total"))
+    return _page(shape, *TASK_COLUMNS, func.count().over().label("total"))
 
 
 @lru_cache(maxsize=512)
@@ -248,19 +248,14 @@ def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
     matches, in one statement.
 
     Produces exactly what `representation.task_json` does: the same keys, ISO timestamps
-    in UTC with six fractional digits, tags sorted case-insensitively.
+    in UTC with six fractional digits, and the tag names as stored (writes store them in
+    the API's order).
     """
-    tags_sorted = (
-        select(func.json_agg(aggregate_order_by(Tag.name, Tag.name_key, Tag.name)))
-        .select_from(task_tags.join(Tag, Tag.id == task_tags.c.tag_id))
-        .where(TAGS_OF_TASK)
-        .scalar_subquery()
-    )
     # Without filters, counting reads only the (user_id, ...) index. With filters, the rows
     # must be read to test them anyway, so a window count over the same scan is cheaper
     # than a second pass.
     count_separately = not shape.filtered
-    page_columns = [*TASK_COLUMNS, tags_sorted.label("tags")]
+    page_columns: list[Any] = list(TASK_COLUMNS)
     if not count_separately:
         page_columns.append(func.count().over().label("total"))
     page = _page(shape, *page_columns).subquery("page")
@@ -272,7 +267,7 @@ def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
         "completed", page.c.completed,
         "priority", page.c.priority,
         "due_date", func.to_char(page.c.due_date, "YYYY-MM-DD"),
-        "tags", func.coalesce(page.c.tags, literal_column("'[]'::json")),
+        "tags", page.c.tag_names,
         "created_at", _iso_timestamp(page.c.created_at),
         "updated_at", _iso_timestamp(page.c.updated_at),
     )  # fmt: skip

@@ -5,6 +5,9 @@ one at a time: per-user limits hold exactly, a new tag is created once however m
 introduce it together, `If-Match` compares against the state it is about to change, and
 pruning unused tags never races with a request that is linking them.
 
+Every write that links tags also stores their names on the task (`tasks.tag_names`, in the
+API's order), in the same transaction: reads take the names from there instead of joining.
+
 The statements are built once, with bound parameters, and run in a `write_transaction`:
 building SQLAlchemy statements per request cost more Python time than running them.
 Statements whose results are not needed (the lock, updates, tag links, pruning) travel with
@@ -182,12 +185,15 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
     }
     with write_transaction() as connection:
         lock_user(connection, user_id)
-        inserted = connection.execute(INSERT_TASK_UNDER_LIMIT, {**values, "task_limit": limit})
+        tags = _resolve_tags(connection, user_id, fields.get("tags", []))
+        tag_names = sort_tag_names(list(tags.values()))
+        inserted = connection.execute(
+            INSERT_TASK_UNDER_LIMIT, {**values, "tag_names": tag_names, "task_limit": limit}
+        )
         if inserted.rowcount == 0:
             raise ProblemError(409, f"Task limit reached: a user can have at most {limit} tasks.")
-        tags = _resolve_tags(connection, user_id, fields.get("tags", []))
         _link_tags(connection, values["id"], tags)
-    return task_json(**values, tags=list(tags.values()))
+    return task_json(**values, tags=tag_names)
 
 
 def _task_to_change(connection: Connection, user_id: str, task_id: uuid.UUID) -> TaskJSON:
@@ -236,24 +242,27 @@ def _apply_changes(
         return current
 
     now = utc_now()
+    stored: dict[str, Any] = {**column_changes, "updated_at": now}
+    resolved = _resolve_tags(connection, user_id, changes["tags"]) if tags_changed else {}
+    if tags_changed:
+        stored["tag_names"] = sort_tag_names(list(resolved.values()))
     send_with_next_statement(
         connection,
-        update_task_statement((*column_changes, "updated_at")),
-        {**column_changes, "updated_at": now, "where_task_id": task_id, "where_user_id": user_id},
+        update_task_statement(tuple(stored)),
+        {**stored, "where_task_id": task_id, "where_user_id": user_id},
     )
-    tags = current["tags"]
     if tags_changed:
-        resolved = _resolve_tags(connection, user_id, changes["tags"])
         send_with_next_statement(connection, UNLINK_TAGS, {"task_id": task_id})
         _link_tags(connection, task_id, resolved)
         prune_unused_tags(connection, user_id)
-        tags = list(resolved.values())
     shown = {
         name: value.isoformat() if isinstance(value, date) else value
         for name, value in column_changes.items()
     }
     updated = cast(dict[str, Any], dict(current))
-    updated.update(shown, tags=sort_tag_names(tags), updated_at=format_timestamp(now))
+    updated.update(shown, updated_at=format_timestamp(now))
+    if tags_changed:
+        updated["tags"] = stored["tag_names"]
     return cast(TaskJSON, updated)
 
 
