@@ -8,7 +8,9 @@ it); `tag_names` is a copy, written by every write in the same transaction as th
 
 The existing tasks get their names here, sorted as the API shows them: by the tag's
 case-folded key, then by name, in code-point order (`COLLATE "C"`, which is also how
-Python compares strings).
+Python compares strings). It is one UPDATE of every tagged task, in the migration's
+transaction: on the benchmark's 1M-task set (750,000 tagged) it took 118 s on the 2-core
+development machine, during which writes to those tasks wait. Run it when traffic is low.
 
 Revision ID: 0004
 Revises: 0003
