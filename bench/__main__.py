@@ -4,8 +4,10 @@ Per data set: prepare the database (bench.seed), record the SQL of one list and 
 request and turn it into pgbench scripts (bench.sqlcapture, bench.pgbench), start gunicorn
 (bench.server), warm up, then run each scenario at each connection count with wrk (bench.wrk),
 reads before writes so the reads see the data as seeded; pgbench follows `list` and `get` at
-the same concurrency. The high-concurrency `mixed` run comes last, on one set, then the
-workers' peak RSS is read and gunicorn stopped. Progress goes to stderr, the report to stdout.
+the same concurrency. The high-concurrency `mixed` run comes last, on one set, followed by
+`users` (the same requests and connections, each connection pausing before each request
+like a person), then the workers' peak RSS is read and gunicorn stopped. Progress goes to
+stderr, the report to stdout.
 """
 
 from __future__ import annotations
@@ -130,8 +132,9 @@ class Bench:
                         self.compare(row, url, scripts[scenario])
             if ("mixed" in options.scenarios and options.mixed_connections
                     and dataset.name == options.mixed_set):
-                self.measure(dataset, gunicorn, "mixed", options.mixed_connections,
-                             options.mixed_duration, data_path)
+                for scenario in ("mixed", "users"):
+                    self.measure(dataset, gunicorn, scenario, options.mixed_connections,
+                                 options.mixed_duration, data_path)
             set_report.peak_rss_mb = gunicorn.peak_rss_mb()
         finally:
             gunicorn.stop()
@@ -142,6 +145,7 @@ class Bench:
             self.wrk_path, scenario, gunicorn.base_url, connections, duration,
             data_path=data_path, timeout=self.options.timeout, threads=self.options.wrk_threads,
             output_path=self.results_dir / f"wrk-{scenario}-{dataset.name}-c{connections}.txt",
+            think_ms=self.options.think_ms,
         )
 
     def measure(self, dataset: DataSet, gunicorn: server.Gunicorn, scenario: str,
@@ -223,7 +227,9 @@ class Bench:
             for s in self.sets
         )
         mixed = (f"; mixed also at {options.mixed_connections} connections for "
-                 f"{options.mixed_duration} s on {options.mixed_set}"
+                 f"{options.mixed_duration} s on {options.mixed_set}, then users (the same,"
+                 f" with {options.think_ms[0]}-{options.think_ms[1]} ms before each of a"
+                 f" connection's requests)"
                  if options.mixed_connections and "mixed" in options.scenarios else "")
         if self.pgbench_wanted():
             pgbench_line = (

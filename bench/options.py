@@ -15,6 +15,7 @@ FULL_DEFAULTS = {
     "warmup": 5,
     "mixed_connections": 1000,
     "mixed_duration": 60,
+    "think_ms": (2000, 8000),
     "db_prefix": "todo_bench",
 }
 SMOKE_DEFAULTS = {
@@ -24,6 +25,7 @@ SMOKE_DEFAULTS = {
     "warmup": 1,
     "mixed_connections": 32,
     "mixed_duration": 1,
+    "think_ms": (10, 50),
     "db_prefix": "todo_bench_smoke",
 }
 
@@ -39,6 +41,7 @@ class Options:
     mixed_connections: int
     mixed_duration: int
     mixed_set: str
+    think_ms: tuple[int, int]
     workers: int | None
     threads: int | None
     worker_class: str | None
@@ -56,6 +59,17 @@ class Options:
 
 def _names(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _range_ms(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(",")
+    try:
+        values = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX milliseconds, got {text!r}") from None
+    if not 0 <= values[0] <= values[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {text!r}")
+    return values
 
 
 def _numbers(text: str) -> list[int]:
@@ -92,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
         help="the extra `mixed` run at high concurrency (default 1000; smoke: 32; 0: skip)")
     add("--mixed-duration", type=int, help="its duration in seconds (default 60; smoke: 1)")
     add("--mixed-set", help="the data set it runs on (default: the last of --sets)")
+    add("--think-ms", type=_range_ms,
+        help="`users` (run after that `mixed`, as many connections, as long): each "
+        "connection pauses MIN,MAX ms before each request (default 2000,8000; smoke: 10,50)")
     add("--workers", type=int, help="gunicorn workers (WEB_CONCURRENCY)")
     add("--threads", type=int, help="threads per worker (GUNICORN_THREADS)")
     add("--worker-class", help="gunicorn worker class (GUNICORN_WORKER_CLASS)")
@@ -134,7 +151,7 @@ def parse(argv: list[str] | None = None) -> Options:
         smoke=args.smoke, sets=args.sets, scenarios=scenarios,
         connections=args.connections, duration=args.duration, warmup=args.warmup,
         mixed_connections=args.mixed_connections, mixed_duration=args.mixed_duration,
-        mixed_set=mixed_set, workers=args.workers, threads=args.threads,
+        mixed_set=mixed_set, think_ms=args.think_ms, workers=args.workers, threads=args.threads,
         worker_class=args.worker_class, keep=args.keep, json_path=args.json_path,
         timeout=args.timeout, wrk_threads=args.wrk_threads,
         pgbench_threads=args.pgbench_threads, pgbench=args.pgbench, db_prefix=args.db_prefix,

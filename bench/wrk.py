@@ -107,13 +107,17 @@ def run(
     timeout: int,
     threads: int,
     output_path: Path,
+    think_ms: tuple[int, int] = (0, 0),
 ) -> WrkResult:
     command = [
         wrk, f"--threads={max(1, min(threads, connections))}", f"--connections={connections}",
         f"--duration={duration}s", f"--timeout={timeout}s", "--latency",
         f"--script={LUA_DIR / f'{scenario}.lua'}", base_url,
     ]
-    env = {**os.environ, "BENCH_LUA_DIR": str(LUA_DIR), "BENCH_DATA": str(data_path)}
+    env = {
+        **os.environ, "BENCH_LUA_DIR": str(LUA_DIR), "BENCH_DATA": str(data_path),
+        "BENCH_THINK_MS": f"{think_ms[0]},{think_ms[1]}",
+    }
     completed = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=duration + timeout + 60
     )

@@ -56,8 +56,14 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
     assert "Peak RSS per gunicorn worker" in table
     assert re.search(r"worker \d+ [\d.]+ MB", table), table
 
+    # The high-concurrency runs: mixed, then users (the same with pauses between requests).
+    assert re.search(r"^mixed\s+small\s+32\s+[\d,.]+", table, re.MULTILINE), table
+    assert re.search(r"^users\s+small\s+32\s+[\d,.]+\s", table, re.MULTILINE), table
+
     results = json.loads((tmp_path / "out.json").read_text())["results"]
-    assert {row["scenario"] for row in results} == set(SCENARIOS)
+    assert {row["scenario"] for row in results} == {*SCENARIOS, "users"}
+    users = next(row for row in results if row["scenario"] == "users")
+    assert users["requests"] > 0 and users["error_count"] == 0
     if find_pgbench() is not None:
         # list and get carry a pgbench figure and a ratio.
         compared = [row for row in results if row["scenario"] in ("list", "get")]
