@@ -47,7 +47,7 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 # a person's first click) held the threads that way, one after another: 1,000 people with
 # 2-8 s between requests (`make bench`'s `users`) got p95 2.4 s at 180 req/s, against 21 ms
 # for 200 connections at the same rate. Waiting 10 ms sends such connections to the poller,
-# which waits on all of them at once: p95 33 ms. The same bound limits how long a thread
+# which waits on all of them at once: p95 20-33 ms. The same bound limits how long a thread
 # drains a request body the app did not read (it must stay above 0: at 0 gunicorn treats
 # every body as undrained and closes every connection after one request).
 if not hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT"):
