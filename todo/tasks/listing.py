@@ -1,8 +1,9 @@
 """The listing: filters, sort orders and pagination of `GET /api/{user_id}/tasks`.
 
 One statement per page: each task's tag names are stored with it (no join) and a window
-function counts all matches. On PostgreSQL the database also renders the page as JSON, so no Python
-object is built per task on the busiest endpoint; on SQLite Python renders the same JSON.
+function counts all matches. On PostgreSQL the database also renders the page as JSON, so no
+Python object is built per task on the busiest endpoint; on SQLite Python renders the same
+JSON.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ def format_timestamp(value: datetime) -> str:
 
 
 def sort_tag_names(names: list[str]) -> list[str]:
+    """The API's order of tag names. Writes store `tasks.tag_names` in it, so reads show the
+    stored list as it is."""
     return sorted(names, key=lambda name: (tag_key(name), name))
 
 
@@ -43,7 +45,7 @@ def task_json(
     completed: bool,
     priority: str,
     due_date: date | None,
-    tags: list[str] | None,
+    tags: list[str],
     created_at: datetime,
     updated_at: datetime,
 ) -> TaskJSON:
@@ -55,7 +57,7 @@ def task_json(
         "completed": completed,
         "priority": priority,
         "due_date": due_date.isoformat() if due_date is not None else None,
-        "tags": sort_tag_names(tags or []),
+        "tags": tags,
         "created_at": format_timestamp(created_at),
         "updated_at": format_timestamp(updated_at),
     }
