@@ -19,8 +19,6 @@ vs 192-231 ms, create 193-283 ms vs 256-448 ms).
 import multiprocessing
 import os
 
-from gunicorn.workers import gthread
-
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
@@ -40,21 +38,6 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
-
-# gthread gives each new connection to a thread, which then waits for the first request for
-# up to DEFAULT_WORKER_DATA_TIMEOUT (5 s; a module constant, not a setting) before handing
-# the connection to the poller. Clients that connect and send later (a browser's preconnect,
-# a person's first click) held the threads that way, one after another: 1,000 people with
-# 2-8 s between requests (`make bench`'s `users`) got p95 2.4 s at 180 req/s, against 21 ms
-# for 200 connections at the same rate. Waiting 10 ms sends such connections to the poller,
-# which waits on all of them at once: p95 20-33 ms. The same bound limits how long a thread
-# drains a request body the app did not read (it must stay above 0: at 0 gunicorn treats
-# every body as undrained and closes every connection after one request).
-if not hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT"):
-    raise RuntimeError("gunicorn's gthread no longer has DEFAULT_WORKER_DATA_TIMEOUT")
-gthread.DEFAULT_WORKER_DATA_TIMEOUT = max(
-    0.001, float(os.environ.get("GUNICORN_FIRST_REQUEST_WAIT", "0.01"))
-)
 
 # Large enough that an oversized Authorization header reaches the app, which answers a
 # clear 401 problem instead of gunicorn's bare 400 page.

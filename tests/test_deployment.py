@@ -11,10 +11,8 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -126,30 +124,3 @@ def test_entrypoint_migrates_first_when_asked(recording_path):
         "gunicorn --config gunicorn.conf.py wsgi:app",
     ]
 
-
-def test_connections_that_send_nothing_do_not_hold_up_requests(tmp_path: Path):
-    """Clients that connect and wait before sending (a browser's preconnect, a user's next
-    click) must not occupy the worker's threads: gthread's default keeps a thread waiting
-    up to 5 s for a new connection's first request."""
-    database = tmp_path / "todo.db"
-    app = create_app(make_config(f"sqlite:///{database}"))
-    with app.app_context():
-        flask_migrate.upgrade()
-        db.engine.dispose()
-    server = Gunicorn(f"sqlite:///{database}", WEB_CONCURRENCY="1", GUNICORN_THREADS="2")
-    idle = []
-    try:
-        for _ in range(8):  # four times the threads
-            idle.append(socket.create_connection(("127.0.0.1", server.port)))
-        time.sleep(0.3)
-        started = time.monotonic()
-        assert get(f"{server.base}/health")[0] == 200
-        assert time.monotonic() - started < 1.5
-        # The idle connections still work when they do send.
-        idle[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        idle[0].settimeout(5)
-        assert idle[0].recv(64).startswith(b"HTTP/1.1 200")
-    finally:
-        for connection in idle:
-            connection.close()
-        server.stop()
