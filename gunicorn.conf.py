@@ -18,15 +18,26 @@ vs 192-231 ms, create 193-283 ms vs 256-448 ms).
 
 import multiprocessing
 import os
+import resource
+
+from todo.serving.worker import BufferedThreadWorker
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+# gthread, except that the event loop reads each request in full before a thread runs it,
+# so idle and slow clients hold no thread (todo/serving/worker.py). GUNICORN_WORKER_CLASS
+# picks another (e.g. `gthread`, to compare).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or BufferedThreadWorker.configure(
+    # From a request's first byte to its last; then 408 and the connection is closed.
+    request_read_timeout=float(os.environ.get("GUNICORN_REQUEST_READ_TIMEOUT", "15")),
+)
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # One pooled connection per thread: a smaller pool makes busy threads open and close
 # overflow connections on every request (a TCP + auth handshake each time).
 os.environ.setdefault("DB_POOL_SIZE", str(threads))
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Open connections per worker. With the event loop holding idle ones, each costs a socket
+# and a few kilobytes, not a thread: thousands of people between clicks fit.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000"))
 backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
 reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "true", "yes")
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
@@ -39,12 +50,28 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 
-# Large enough that an oversized Authorization header reaches the app, which answers a
-# clear 401 problem instead of gunicorn's bare 400 page.
-limit_request_field_size = 128 * 1024
+# The worker bounds the request line (32 KiB) and the whole head (64 KiB) itself, answering
+# 414 / 431 as problem+json, so gunicorn's parser must not cut them shorter: a listing URL
+# with 50 tag filters of 50 characters fits, and an oversized Authorization header reaches
+# the app, which answers a clear 401 problem. (0 is "unlimited" for the request line.)
+limit_request_line = 0
+limit_request_field_size = 64 * 1024
+
+
+def on_starting(server: object) -> None:
+    """A socket per connection: let the workers use as many descriptors as the system allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 # The app writes its own structured access log (one JSON line per request).
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), which
+# several servers on one machine (replicas, tests, the bench) would take from each other.
+# Set GUNICORN_CONTROL_SOCKET to a path of this server's own to use `gunicornc`.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket

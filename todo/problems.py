@@ -32,6 +32,28 @@ class ProblemError(Exception):
         self.title = title
 
 
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    errors: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+) -> dict[str, Any]:
+    """The problem document: the shape of every error body, from the app or the server."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -40,16 +62,13 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     title: str | None = None,
 ) -> Response:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    if has_request_context():
-        body["instance"] = request.path
-    if errors is not None:
-        body["errors"] = errors
+    body = problem_body(
+        status,
+        detail,
+        errors=errors,
+        title=title,
+        instance=request.path if has_request_context() else None,
+    )
     response = current_app.response_class(
         orjson.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE
     )
