@@ -2,7 +2,8 @@
 #   make run    set up and start the service on the embedded SQLite database
 #   make test   set up and run everything CI runs: ruff, mypy --strict, pytest (SQLite + PostgreSQL)
 # and for performance work (bench/README.md):
-#   make bench        the benchmark: gunicorn + wrk + pgbench on seeded PostgreSQL databases
+#   make bench        the benchmark: gunicorn + wrk + pgbench on seeded PostgreSQL databases,
+#                     and the service's req/s as a fraction of a bare-WSGI floor's
 #   make bench-smoke  the same, seconds long on tiny data (what CI runs, through pytest)
 
 PYTHON ?= python3

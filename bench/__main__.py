@@ -1,12 +1,15 @@
 """`python -m bench`: seed, serve with gunicorn, load with wrk, compare with pgbench, report.
 
 Per data set: prepare the database (bench.seed), record the SQL of one list and one get
-request and turn it into pgbench scripts (bench.sqlcapture, bench.pgbench), start gunicorn
-(bench.server), warm up, then run each scenario at each connection count with wrk (bench.wrk),
-reads before writes so the reads see the data as seeded; pgbench follows `list` and `get` at
-the same concurrency. The high-concurrency `mixed` run comes last, on one set, followed by
-`users` (the same requests and connections, each connection pausing before each request
-like a person), then the workers' peak RSS is read and gunicorn stopped. Progress goes to
+request and turn it into pgbench scripts (bench.sqlcapture, bench.pgbench) and the floor's
+SQL file (bench.floor), start gunicorn (bench.server) for the service and, on another port
+with the same gunicorn.conf.py, for the floor; warm up, then run each scenario at each
+connection count with wrk (bench.wrk), reads before writes so the reads see the data as
+seeded. `list` and `get` alternate service and floor runs (only one is loaded at a time),
+then pgbench runs their SQL at the same concurrency. The high-concurrency runs come last, on
+one set: `mixed` at each --mixed-connections, then `users` (mixed's requests, each connection
+pausing before each request like a person) at each --users-connections, each worker's memory
+read after each; then the workers' peak RSS is read and gunicorn stopped. Progress goes to
 stderr, the report to stdout.
 """
 
@@ -23,12 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import machine, pg, pgbench, report, seed, server, sqlcapture, wrk
+from bench import floor, machine, pg, pgbench, report, seed, server, sqlcapture, wrk
 from bench.datasets import DataSet, data_sets, task_id, user_id
-from bench.options import Options, parse
+from bench.options import FLOOR_SCENARIOS, Options, parse
+from bench.wrk import WrkResult
 
 ROOT = Path(__file__).resolve().parent.parent
 PGBENCH_SCENARIOS = ("list", "get")
+FLOOR_APP = "bench.floor:create_app()"
 CONNECTION_MARGIN = 3  # slots left free for others when deciding whether pgbench fits
 
 
@@ -56,6 +61,10 @@ def git_revision() -> str:
     return commit + (" + uncommitted changes" if git("status", "--porcelain") else "")
 
 
+def _counts(numbers: list[int]) -> str:
+    return ", ".join(str(number) for number in numbers)
+
+
 def loadavg() -> tuple[float, float, float]:
     return os.getloadavg()
 
@@ -79,6 +88,7 @@ class Bench:
         )
         self.rows: list[report.Row] = []
         self.sets: list[report.SetReport] = []
+        self.servers: list[server.Gunicorn] = []  # running: their CPU counts as the bench's
         self.settings: dict[str, Any] = {}
 
     # ------------------------------------------------------------ one data set
@@ -110,58 +120,138 @@ class Bench:
             data_path, dataset, wrk.make_tokens(self.secret, dataset.users),
             seed.user_tag_names(url),
         )
-        scripts = self.pgbench_scripts(dataset, environ) if self.pgbench_wanted() else {}
+        recorded = (self.record_sql(dataset, environ)
+                    if self.pgbench_wanted() or self.floor_wanted() else {})
+        scripts = self.pgbench_scripts(dataset, recorded) if self.pgbench_wanted() else {}
         set_report.pgbench_scripts = {name: str(path) for name, path in scripts.items()}
 
         log_path = self.results_dir / f"gunicorn-{dataset.name}.log"
         set_report.gunicorn_log = str(log_path)
         gunicorn = server.Gunicorn(environ, self.options.port or server.free_port(), log_path)
+        floor_server = self.floor_server(dataset, environ, recorded, set_report)
+        self.servers = [gunicorn] + ([floor_server] if floor_server else [])
         progress(f"{dataset.name}: starting gunicorn ({self.settings['workers']} workers x "
                  f"{self.settings['threads']} threads, {self.settings['worker_class']})")
-        gunicorn.start()
+        last_run = ""
         try:
+            gunicorn.start()
+            workers_at_start = gunicorn.worker_pids()
+            if floor_server is not None:
+                progress(f"{dataset.name}: starting the floor's gunicorn ({FLOOR_APP})")
+                floor_server.start()
             if options.warmup:
                 progress(f"{dataset.name}: warm-up {options.warmup} s")
                 self.wrk(dataset, gunicorn, "warmup", min(options.connections), options.warmup,
                          data_path)
+                if floor_server is not None:
+                    for scenario in FLOOR_SCENARIOS:
+                        self.wrk(dataset, floor_server, scenario, min(options.connections),
+                                 max(1, options.warmup // 2), data_path, "-floor-warmup")
             for scenario in options.scenarios:
+                if scenario not in wrk.SCENARIOS:
+                    continue  # high concurrency only
                 for connections in options.connections:
                     row = self.measure(dataset, gunicorn, scenario, connections,
                                        options.duration, data_path)
+                    last_run = f"{scenario} at {connections} connections"
+                    if floor_server is not None and scenario in FLOOR_SCENARIOS:
+                        self.alternate(row, dataset, gunicorn, floor_server, data_path)
                     if scenario in scripts:
                         self.compare(row, url, scripts[scenario])
-            if ("mixed" in options.scenarios and options.mixed_connections
-                    and dataset.name == options.mixed_set):
-                for scenario in ("mixed", "users"):
-                    self.measure(dataset, gunicorn, scenario, options.mixed_connections,
-                                 options.mixed_duration, data_path)
+            if floor_server is not None:
+                floor_server.stop()
+                self.servers = [gunicorn]
+            if dataset.name == options.mixed_set:
+                for scenario, counts in (("mixed", options.mixed_connections),
+                                         ("users", options.users_connections)):
+                    if scenario not in options.scenarios:
+                        continue
+                    for connections in counts:
+                        row = self.measure(dataset, gunicorn, scenario, connections,
+                                           options.mixed_duration, data_path)
+                        row.high_concurrency = True
+                        last_run = f"{scenario} at {connections} connections"
+                        row.worker_memory_mb = gunicorn.worker_memory_mb()
             set_report.peak_rss_mb = gunicorn.peak_rss_mb()
+            set_report.peak_rss_after = last_run
+            set_report.workers_replaced = gunicorn.worker_pids() != workers_at_start
         finally:
             gunicorn.stop()
+            if floor_server is not None:
+                floor_server.stop()
+            self.servers = []
 
     def wrk(self, dataset: DataSet, gunicorn: server.Gunicorn, scenario: str,
-            connections: int, duration: int, data_path: Path) -> wrk.WrkResult:
+            connections: int, duration: int, data_path: Path, suffix: str = ""
+            ) -> wrk.WrkResult:
+        name = f"wrk-{scenario}-{dataset.name}-c{connections}{suffix}.txt"
         return wrk.run(
             self.wrk_path, scenario, gunicorn.base_url, connections, duration,
             data_path=data_path, timeout=self.options.timeout, threads=self.options.wrk_threads,
-            output_path=self.results_dir / f"wrk-{scenario}-{dataset.name}-c{connections}.txt",
-            think_ms=self.options.think_ms,
+            output_path=self.results_dir / name, think_ms=self.options.think_ms,
         )
 
-    def measure(self, dataset: DataSet, gunicorn: server.Gunicorn, scenario: str,
-                connections: int, duration: int, data_path: Path) -> report.Row:
-        progress(f"{dataset.name}: {scenario} at {connections} connections for {duration} s")
-        load = loadavg()
-        server_pid = gunicorn.process.pid if gunicorn.process else None
-        before = machine.snapshot(server_pid)
-        result = self.wrk(dataset, gunicorn, scenario, connections, duration, data_path)
-        cpu = machine.usage(before, machine.snapshot(server_pid))
+    def load(self, dataset: DataSet, gunicorn: server.Gunicorn, scenario: str,
+             connections: int, duration: int, data_path: Path, suffix: str = "", who: str = ""
+             ) -> tuple[WrkResult, machine.CpuUsage | None]:
+        """One wrk run, with the machine's CPU split over it."""
+        progress(f"{dataset.name}: {scenario}{who} at {connections} connections for "
+                 f"{duration} s")
+        pids = [s.process.pid for s in self.servers if s.process is not None]
+        before = machine.snapshot(*pids)
+        result = self.wrk(dataset, gunicorn, scenario, connections, duration, data_path, suffix)
+        cpu = machine.usage(before, machine.snapshot(*pids))
         progress(f"  {result.rps:,.1f} req/s, p95 {result.p95_ms:.1f} ms, "
                  f"{result.error_count} errors" + (f"; CPU: bench {cpu.bench:.0f}%, postgres "
                  f"{cpu.postgres:.0f}%, other {cpu.other:.0f}%" if cpu else ""))
+        return result, cpu
+
+    def measure(self, dataset: DataSet, gunicorn: server.Gunicorn, scenario: str,
+                connections: int, duration: int, data_path: Path) -> report.Row:
+        load = loadavg()
+        result, cpu = self.load(dataset, gunicorn, scenario, connections, duration, data_path)
         row = report.Row(set=dataset.name, wrk=result, loadavg=load, cpu=cpu)
         self.rows.append(row)
         return row
+
+    # ------------------------------------------------------------ the floor
+
+    def floor_wanted(self) -> bool:
+        return self.options.floor_rounds > 0 and any(
+            name in self.options.scenarios for name in FLOOR_SCENARIOS
+        )
+
+    def floor_server(self, dataset: DataSet, environ: dict[str, str],
+                     recorded: dict[str, list[str]], set_report: report.SetReport
+                     ) -> server.Gunicorn | None:
+        """The floor under the service's gunicorn.conf.py and environment, on another port,
+        with the SQL just recorded from the service."""
+        if not self.floor_wanted():
+            return None
+        sql_path = self.results_dir / f"floor-sql-{dataset.name}.json"
+        floor.write_sql_file(sql_path, recorded, user_id(1),
+                             task_id(1, 1, dataset.tasks_per_user))
+        log_path = self.results_dir / f"gunicorn-floor-{dataset.name}.log"
+        set_report.floor_sql, set_report.floor_log = str(sql_path), str(log_path)
+        floor_environ = {**environ, floor.SQL_ENV: str(sql_path),
+                         floor.POOL_SIZE_ENV: str(self.settings["threads"])}
+        return server.Gunicorn(floor_environ, server.free_port(), log_path, FLOOR_APP)
+
+    def alternate(self, row: report.Row, dataset: DataSet, service: server.Gunicorn,
+                  floor_server: server.Gunicorn, data_path: Path) -> None:
+        """After the service's run (`row`): floor, then service and floor again, for
+        --floor-rounds rounds in all, so noise and drift hit both alike."""
+        scenario, connections = row.wrk.scenario, row.wrk.connections
+        duration = self.options.duration
+        for round_number in range(1, self.options.floor_rounds + 1):
+            if round_number > 1:
+                result, _ = self.load(dataset, service, scenario, connections, duration,
+                                      data_path, f"-service{round_number}", " (service)")
+                row.service_repeats.append(result)
+            result, _ = self.load(dataset, floor_server, scenario, connections, duration,
+                                  data_path, f"-floor{round_number}", " (floor)")
+            row.floor.append(result)
+        progress(f"  service / floor: {row.floor_ratio:.2f}")
 
     # ------------------------------------------------------------ pgbench
 
@@ -169,18 +259,22 @@ class Bench:
         return (self.options.pgbench and self.pgbench_path is not None
                 and any(name in self.options.scenarios for name in PGBENCH_SCENARIOS))
 
-    def pgbench_scripts(self, dataset: DataSet, environ: dict[str, str]) -> dict[str, Path]:
-        """Record what one list and one get request send (user 1, its task 1), and write the
-        pgbench scripts made from it."""
+    def record_sql(self, dataset: DataSet, environ: dict[str, str]) -> dict[str, list[str]]:
+        """What one list and one get request send (user 1, its task 1), recorded on the wire:
+        the source of the pgbench scripts and of the floor's SQL."""
         token = wrk.make_tokens(self.secret, 1)[0]
         headers = {"Authorization": f"Bearer {token}"}
         user_path = f"/api/{user_id(1)}/tasks"
-        recorded = {
+        return {
             "list": sqlcapture.request_statements(environ, user_path, headers),
             "get": sqlcapture.request_statements(
                 environ, f"{user_path}/{task_id(1, 1, dataset.tasks_per_user)}", headers
             ),
         }
+
+    def pgbench_scripts(self, dataset: DataSet, recorded: dict[str, list[str]]
+                        ) -> dict[str, Path]:
+        """The pgbench scripts made from the recorded SQL, written to the results."""
         texts = {
             "list": pgbench.list_script(recorded["list"], dataset, 1),
             "get": pgbench.get_script(recorded["get"], dataset, 1, 1),
@@ -226,11 +320,15 @@ class Bench:
                else f"seeded in {s.seed_seconds:.1f} s)")
             for s in self.sets
         )
-        mixed = (f"; mixed also at {options.mixed_connections} connections for "
-                 f"{options.mixed_duration} s on {options.mixed_set}, then users (the same,"
-                 f" with {options.think_ms[0]}-{options.think_ms[1]} ms before each of a"
-                 f" connection's requests)"
-                 if options.mixed_connections and "mixed" in options.scenarios else "")
+        high = []
+        if options.mixed_connections and "mixed" in options.scenarios:
+            high.append(f"mixed at {_counts(options.mixed_connections)} connections")
+        if options.users_connections and "users" in options.scenarios:
+            high.append(f"users (mixed's requests, {options.think_ms[0]}-"
+                        f"{options.think_ms[1]} ms before each of a connection's requests) at"
+                        f" {_counts(options.users_connections)} connections")
+        mixed = (f"; then {' and '.join(high)}, {options.mixed_duration} s each, on "
+                 f"{options.mixed_set}" if high else "")
         if self.pgbench_wanted():
             pgbench_line = (
                 f"pgbench: --protocol=simple -j {options.pgbench_threads}, same connections and"
@@ -239,6 +337,15 @@ class Bench:
             )
         else:
             pgbench_line = "pgbench: not run" + ("" if self.pgbench_path else " (not found)")
+        if self.floor_wanted():
+            floor_line = (
+                f"floor: {FLOOR_APP} under the same gunicorn.conf.py and environment, its "
+                f"psycopg2 pool {settings.get('threads')} connections per worker; list and get "
+                f"alternate service and floor runs, {options.floor_rounds} of each; svc/floor ="
+                " the service's mean req/s / the floor's"
+            )
+        else:
+            floor_line = "floor: not run"
         return [
             f"todo-api bench, {started:%Y-%m-%d %H:%M} UTC, commit {git_revision()}"
             + (" (SMOKE: tiny data, seconds-long runs)" if options.smoke else ""),
@@ -250,6 +357,7 @@ class Bench:
             f"load: wrk -t{options.wrk_threads} --timeout {options.timeout}s, "
             f"{options.duration} s per scenario after {options.warmup} s warm-up{mixed}",
             pgbench_line,
+            floor_line,
             f"data: {sets}",
             f"machine: {os.cpu_count()} CPUs ({platform.machine()}), load average "
             f"{format_load(load_start)} at start, {format_load(load_end)} at end "
@@ -310,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None:
             report.write_json(path, meta, bench.rows, bench.sets)
     if options.smoke:
-        failures = [row for row in bench.rows if row.wrk.error_count
+        failures = [row for row in bench.rows
+                    if any(run.error_count for run in [*row.service_runs, *row.floor])
                     or (row.pgbench and (row.pgbench.exit_code or not row.pgbench.tps))]
         if failures:
             print(f"bench: {len(failures)} smoke run(s) had errors (see Notes)", file=sys.stderr)

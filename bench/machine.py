@@ -3,7 +3,7 @@
 The load average counts the bench's own threads (gunicorn's, wrk's, PostgreSQL's), so it
 says little about outside noise. Each measurement instead splits the machine's CPU time
 (/proc/stat: user, nice, system, steal) into
-- bench: this process and its children (wrk, pgbench, the gunicorn master and workers);
+- bench: this process and its children (wrk, pgbench, the gunicorn masters and workers);
 - postgres: every postmaster and its backends (those serving other databases too);
 - other: the rest, i.e. other people's work on the machine (and time stolen by a hypervisor),
 as percentages of the machine's total CPU capacity. Exited processes are not lost: the time
@@ -54,7 +54,9 @@ def _processes() -> dict[int, tuple[str, int, list[int]]]:
     return processes
 
 
-def snapshot(server_pid: int | None) -> Snapshot | None:
+def snapshot(*server_pids: int | None) -> Snapshot | None:
+    """The CPU counters now; `server_pids` are gunicorn masters whose live workers count as
+    the bench's (the service's and the floor's)."""
     try:
         cpu = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
         processes = _processes()
@@ -64,9 +66,10 @@ def snapshot(server_pid: int | None) -> Snapshot | None:
 
     times = os.times()
     bench = (times.user + times.system + times.children_user + times.children_system) * HZ
-    if server_pid is not None and server_pid in processes:
-        bench += sum(processes[server_pid][2])
-        bench += sum(sum(t[:2]) for _, ppid, t in processes.values() if ppid == server_pid)
+    for server_pid in server_pids:
+        if server_pid is not None and server_pid in processes:
+            bench += sum(processes[server_pid][2])
+            bench += sum(sum(t[:2]) for _, ppid, t in processes.values() if ppid == server_pid)
 
     postmasters = {
         pid for pid, (name, ppid, _) in processes.items()

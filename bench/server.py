@@ -1,4 +1,5 @@
-"""The service run the production way: `python -m gunicorn -c gunicorn.conf.py wsgi:app`.
+"""The service run the production way: `python -m gunicorn -c gunicorn.conf.py wsgi:app`
+(and the floor, `bench.floor:create_app()`, under the same gunicorn.conf.py).
 
 Production environment (`APP_ENV=production`, a random 48-byte secret, `DATABASE_URL`), with
 rate limiting off: the bench measures the service, not the limiter. The JSON request log is
@@ -102,10 +103,13 @@ def _status_kb(pid: int, field: str) -> int | None:
 
 
 class Gunicorn:
-    """gunicorn serving `wsgi:app` on 127.0.0.1:`port`, output appended to `log_path`."""
+    """gunicorn serving `app` (default the service, `wsgi:app`) with gunicorn.conf.py on
+    127.0.0.1:`port`, output appended to `log_path`. The app must answer `GET /health`."""
 
-    def __init__(self, environ: Mapping[str, str], port: int, log_path: Path) -> None:
+    def __init__(self, environ: Mapping[str, str], port: int, log_path: Path,
+                 app: str = "wsgi:app") -> None:
         self.environ = {**environ, "BIND": f"127.0.0.1:{port}"}
+        self.app = app
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
@@ -116,7 +120,7 @@ class Gunicorn:
     def start(self, timeout: float = 30) -> None:
         self._log = self.log_path.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.app],
             cwd=ROOT, env=self.environ, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
@@ -159,6 +163,15 @@ class Gunicorn:
             if value is not None:
                 peaks[f"worker {pid}"] = value / 1024
         return peaks
+
+    def worker_memory_mb(self) -> dict[str, dict[str, float]]:
+        """Each live worker's resident memory now (VmRSS) and its peak so far (VmHWM), MB."""
+        memory: dict[str, dict[str, float]] = {}
+        for pid in self.worker_pids():
+            rss, peak = _status_kb(pid, "VmRSS"), _status_kb(pid, "VmHWM")
+            if rss is not None and peak is not None:
+                memory[f"worker {pid}"] = {"rss": rss / 1024, "peak": peak / 1024}
+        return memory
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

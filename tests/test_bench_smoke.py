@@ -1,6 +1,7 @@
 """The benchmark harness still runs: `python -m bench --smoke` end to end, seconds long.
 
-Nothing about speed is asserted. It needs PostgreSQL (the test server) and wrk; without them
+Nothing about speed is asserted: only that every part of the report is there (the floor
+comparison, the high-concurrency runs, the targets). It needs PostgreSQL (the test server) and wrk; without them
 the test is skipped with the reason, except under CI=true, where that is a failure.
 """
 
@@ -50,20 +51,53 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
 
     table = result.stdout
-    assert "scenario" in table and "pgbench tps" in table and "ratio" in table, table
+    for column in ("scenario", "pgbench tps", "ratio", "floor req/s", "svc/floor"):
+        assert column in table, table
     for scenario in SCENARIOS:
         assert re.search(rf"^{scenario}\s+small\s+4\s+[\d,.]+", table, re.MULTILINE), table
     assert "Peak RSS per gunicorn worker" in table
-    assert re.search(r"worker \d+ [\d.]+ MB", table), table
+    assert re.search(r"small, after users at 64 connections: worker \d+ [\d.]+ MB", table), table
 
-    # The high-concurrency runs: mixed, then users (the same with pauses between requests).
+    # The high-concurrency runs: mixed, then users (the same with pauses between requests)
+    # at each of its connection counts, each followed by the workers' memory.
     assert re.search(r"^mixed\s+small\s+32\s+[\d,.]+", table, re.MULTILINE), table
-    assert re.search(r"^users\s+small\s+32\s+[\d,.]+\s", table, re.MULTILINE), table
+    for connections in (32, 64):
+        assert re.search(rf"^users\s+small\s+{connections}\s+[\d,.]+\s", table, re.MULTILINE)
+        assert re.search(rf"^  users/small/{connections}: worker \d+ [\d.]+ MB", table,
+                         re.MULTILINE), table
 
-    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    # list and get: the floor ran after the service, and the ratio is in the table.
+    for scenario in ("list", "get"):
+        assert re.search(rf"^{scenario}\s+small\s+4\s.*\s[\d,.]+\s+\d\.\d\d\s+\d+%$", table,
+                         re.MULTILINE), table
+        assert re.search(rf"^  {scenario}/small/4: service [\d,.]+ -> floor [\d,.]+ req/s: "
+                         r"svc/floor \d\.\d\d", table, re.MULTILINE), table
+
+    # One line per target of issue 11, each with a verdict.
+    targets = table[table.index("Targets (issue 11):"):]
+    for target in ("users at 32 connections", "users at 64 connections",
+                   "peak RSS per worker after users at 64 connections", "mixed at 32 never-pausing",
+                   "get / floor >= 0.75", "list / floor >= 0.85", "create / get >= 0.6",
+                   "tags / get >= 0.9"):
+        assert re.search(rf"^  (met|NOT met|n/a)\s+{re.escape(target)}", targets,
+                         re.MULTILINE), targets
+
+    document = json.loads((tmp_path / "out.json").read_text())
+    results = document["results"]
     assert {row["scenario"] for row in results} == {*SCENARIOS, "users"}
-    users = next(row for row in results if row["scenario"] == "users")
-    assert users["requests"] > 0 and users["error_count"] == 0
+    users = [row for row in results if row["scenario"] == "users"]
+    assert [row["connections"] for row in users] == [32, 64]
+    assert all(row["requests"] > 0 and row["error_count"] == 0 for row in users)
+    assert all(row["worker_memory_mb"] for row in users)
+    for row in results:
+        if row["scenario"] in ("list", "get"):
+            floor = row["floor"]
+            assert floor["rps"] > 0 and floor["ratio"] > 0 and len(floor["runs"]) == 1
+            assert floor["runs"][0]["error_count"] == 0
+        else:
+            assert row["floor"] is None
+    assert len(document["targets"]) == 8
+    assert {target["verdict"] for target in document["targets"]} <= {"met", "NOT met"}
     if find_pgbench() is not None:
         # list and get carry a pgbench figure and a ratio.
         compared = [row for row in results if row["scenario"] in ("list", "get")]
