@@ -65,10 +65,19 @@ def test_gunicorn_serves_the_api_and_writes_json_request_logs(gunicorn):
 
 def test_an_oversized_token_reaches_the_app_and_is_a_401_problem(gunicorn):
     status, headers, body = get(f"{gunicorn.base}/api/u/tasks",
-                                {"Authorization": "Bearer " + "a" * 100_000})
+                                {"Authorization": "Bearer " + "a" * 20_000})
     assert status == 401
     assert headers["Content-Type"] == "application/problem+json"
     assert json.loads(body)["detail"] == "Token is too large."
+
+
+def test_a_head_over_the_servers_limit_is_a_431_problem(gunicorn):
+    status, headers, body = get(f"{gunicorn.base}/api/u/tasks",
+                                {"Authorization": "Bearer " + "a" * 100_000})
+    assert status == 431
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["X-Request-ID"]
+    assert json.loads(body)["status"] == 431
 
 
 def test_dockerfile_healthcheck_command_passes_against_the_server(gunicorn):

@@ -3,13 +3,14 @@ size (no query per task for its tags), and on PostgreSQL plans that use the inde
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flask_migrate
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask.testing import FlaskClient
 
 from tests.conftest import (
     RUN_ID,
@@ -17,37 +18,57 @@ from tests.conftest import (
     create_pg_database,
     drop_pg_database,
     make_config,
+    new_task,
     worker_id,
 )
+from tests.test_round_trips import proxied_client
 from todo import create_app
 from todo.extensions import db
 from todo.tags.queries import USAGE
 from todo.tasks.listing import TaskListArgs, page_statement
 
 
-class StatementCounter:
-    def __init__(self, app: Flask) -> None:
+@pytest.fixture
+def counted(database_url: str) -> Iterator[tuple[FlaskClient, Callable[[Callable[[], Any]], list[str]]]]:
+    """A client, and a function returning the statements that reach the database while it
+    makes a request: from SQLite's trace callback, or on PostgreSQL (and PgBouncer) from a
+    recording proxy on the wire. (The service runs statements on driver cursors, which
+    SQLAlchemy's statement events do not see.)"""
+    if database_url.startswith("sqlite"):
+        app = create_app(make_config(database_url))
+        statements: list[str] = []
         with app.app_context():
-            self.engine = db.engine
-        self.statements: list[str] = []
-        sa.event.listen(self.engine, "before_cursor_execute", self._record)
+            sa.event.listen(
+                db.engine, "checkout",
+                lambda dbapi_connection, *_: dbapi_connection.set_trace_callback(statements.append),
+            )
 
-    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement)
+        def during(call: Callable[[], Any]) -> list[str]:
+            statements.clear()
+            call()
+            return list(statements)
 
-    def during(self, call: Any) -> list[str]:
-        self.statements.clear()
-        call()
-        return list(self.statements)
+        yield app.test_client(), during
+        with app.app_context():
+            db.engine.dispose()
+        return
+    with proxied_client(database_url) as (client, recorder):
+
+        def during_on_the_wire(call: Callable[[], Any]) -> list[str]:
+            recorder.clear_queries()
+            call()
+            return recorder.queries()
+
+        yield client, during_on_the_wire
 
 
-def test_listing_issues_the_same_statements_for_1_and_100_tasks(app, client):
+def test_listing_issues_the_same_statements_for_1_and_100_tasks(counted):
+    client, during = counted
     user = "counted"
     for i in range(100):
         response = client.post(f"/api/{user}/tasks", headers=bearer(user),
                                json={"title": f"task {i}", "tags": [f"t{i % 7}", f"u{i % 5}", "all"]})
         assert response.status_code == 201
-    counter = StatementCounter(app)
 
     def page(limit: int) -> None:
         response = client.get(f"/api/{user}/tasks?limit={limit}", headers=bearer(user))
@@ -56,7 +77,7 @@ def test_listing_issues_the_same_statements_for_1_and_100_tasks(app, client):
         assert len(body["data"]) == limit and body["total"] == 100
         assert all(len(task["tags"]) == 3 for task in body["data"])
 
-    one, hundred = counter.during(lambda: page(1)), counter.during(lambda: page(100))
+    one, hundred = during(lambda: page(1)), during(lambda: page(100))
     assert len(one) == len(hundred)
     # PostgreSQL: `SET LOCAL statement_timeout = ...; SELECT ...` in one round trip (and a
     # `SELECT 1` ping first if the connection sat idle); SQLite: the SELECT.
@@ -64,13 +85,13 @@ def test_listing_issues_the_same_statements_for_1_and_100_tasks(app, client):
     assert len(queries) == 1, hundred
 
 
-def test_getting_a_task_is_one_select(app, client, create_task):
-    task = create_task("counted", tags=["a", "b"])
-    counter = StatementCounter(app)
-    statements = counter.during(
+def test_getting_a_task_is_one_select(counted):
+    client, during = counted
+    task = new_task(client, "counted", title="t", tags=["a", "b"])
+    statements = during(
         lambda: client.get(f"/api/counted/tasks/{task['id']}", headers=bearer("counted"))
     )
-    assert len([s for s in statements if "FROM tasks" in s]) == 1
+    assert len([s for s in statements if "FROM tasks" in s]) == 1, statements
 
 
 # ---------------------------------------------------------------- PostgreSQL plans

@@ -20,11 +20,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2.extensions
-from flask import Flask
-from sqlalchemy import Connection, Dialect, Engine, event
+from flask import Flask, current_app
+from sqlalchemy import Connection, Dialect, Engine, Executable, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
@@ -32,6 +33,7 @@ from sqlalchemy.sql.type_api import _BindProcessorType
 
 from todo import connection_check
 from todo.extensions import db
+from todo.sql import DriverStatement, driver_statement
 
 BEGIN_PENDING = "todo.begin_pending"
 QUEUED_STATEMENTS = "todo.queued_statements"
@@ -47,9 +49,20 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Settings:
+    # Sent before each statement that starts a transaction on PostgreSQL (`SET LOCAL`).
+    timeout_prefix: str
+
+
 def init_app(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
+    timeout_ms = int(app.config["DB_STATEMENT_TIMEOUT_MS"])
+    app.extensions["todo.database"] = Settings(
+        timeout_prefix=f"SET LOCAL statement_timeout = {timeout_ms}; "
+        if engine.dialect.name == "postgresql" else ""
+    )
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
     elif engine.dialect.name == "postgresql":
@@ -195,3 +208,86 @@ def _return_to_pool_state(connection: Connection, dbapi_connection: Any) -> None
         dbapi_connection.autocommit = False
     except psycopg2.Error:
         connection.invalidate()
+
+
+# ---------------------------------------------------------------- reads on a driver connection
+
+
+class Reads:
+    """Statements run on one pooled connection, each in its own implicit transaction:
+    a request's reads. On PostgreSQL each carries the statement timeout in the same query
+    string (one round trip)."""
+
+    def __init__(self, pooled: Any, dialect: Dialect, prefix: str) -> None:
+        self.pooled = pooled
+        self.dialect = dialect
+        self.prefix = prefix
+
+    def all(self, statement: Executable, parameters: Mapping[str, Any] | None = None
+            ) -> list[tuple[Any, ...]]:
+        compiled = driver_statement(statement, self.dialect)
+        with self._cursor(compiled, parameters or {}) as cursor:
+            return [compiled.row(row) for row in cursor.fetchall()]
+
+    def first(self, statement: Executable, parameters: Mapping[str, Any] | None = None
+              ) -> tuple[Any, ...] | None:
+        compiled = driver_statement(statement, self.dialect)
+        with self._cursor(compiled, parameters or {}) as cursor:
+            row = cursor.fetchone()
+        return compiled.row(row) if row is not None else None
+
+    def scalar(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Any:
+        row = self.first(statement, parameters)
+        return row[0] if row is not None else None
+
+    @contextmanager
+    def _cursor(self, compiled: DriverStatement, parameters: Mapping[str, Any]
+                ) -> Iterator[Any]:
+        sql = self.prefix + compiled.sql
+        values = compiled.parameters(parameters)
+        cursor = self.pooled.cursor()
+        try:
+            with translated_errors(self.dialect, self.pooled, sql, values):
+                cursor.execute(sql, values)
+                yield cursor
+        finally:
+            cursor.close()
+
+
+@contextmanager
+def translated_errors(dialect: Dialect, pooled: Any, sql: str | None = None,
+                      parameters: Any = None) -> Iterator[None]:
+    """Driver errors as SQLAlchemy's (so the handlers in `todo.errors` see one family), and
+    a connection the error shows is broken taken out of the pool."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as error:
+        broken = pooled is not None and dialect.is_disconnect(error, pooled.dbapi_connection, None)
+        if broken:
+            pooled.invalidate(error)
+        raise sa_exc.DBAPIError.instance(
+            sql, parameters, error, dialect.loaded_dbapi.Error,
+            connection_invalidated=broken, dialect=dialect,
+        ) from error
+
+
+@contextmanager
+def reading() -> Iterator[Reads]:
+    """A pooled connection for a request's reads, returned as soon as they are done. On
+    PostgreSQL it is in autocommit (psycopg2's attribute: nothing goes to the server), so a
+    read is one round trip, not BEGIN, the query and ROLLBACK."""
+    engine = db.engine
+    dialect = engine.dialect
+    settings: Settings = current_app.extensions["todo.database"]
+    with translated_errors(dialect, None):
+        pooled = engine.raw_connection()
+    driver_connection: Any = pooled.dbapi_connection
+    postgresql = dialect.name == "postgresql"
+    try:
+        if postgresql:
+            driver_connection.autocommit = True
+        yield Reads(pooled, dialect, settings.timeout_prefix)
+    finally:
+        if postgresql and not driver_connection.closed:
+            driver_connection.autocommit = False
+        pooled.close()

@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 from sqlalchemy import text
 
 from todo.api import Blueprint, documents_errors
-from todo.database import read_connection
+from todo.database import reading
 from todo.responses import json_response
 
 blp = Blueprint("health", __name__, description="Liveness and readiness.")
@@ -36,6 +36,6 @@ def liveness() -> Response:
 @documents_errors(blp, 503)
 def readiness() -> Response:
     """Readiness: the database answers `SELECT 1`."""
-    with read_connection() as connection:
-        connection.execute(text("SELECT 1"))
+    with reading() as reads:
+        reads.scalar(text("SELECT 1"))
     return json_response({"status": "ok", "database": "ok"})

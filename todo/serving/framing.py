@@ -24,6 +24,9 @@ HEAD_END = b"\r\n\r\n"
 BARE_LF = re.compile(rb"(?<!\r)\n")
 CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 DIGITS = re.compile(rb"[0-9]{1,18}")
+FRAMING_FIELD = re.compile(
+    rb"\r\n(content-length|transfer-encoding|expect)[ \t]*:([^\r\n]*)", re.IGNORECASE
+)
 # A chunk-size line longer than this (extensions included) is not one a client sends.
 MAX_CHUNK_LINE = 4096
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -122,19 +125,16 @@ class RequestFraming:
         lengths: list[bytes] = []
         transfer_codings: list[bytes] = []
         expects_continue = False
-        position = line_end + 2
-        while position < end + 2:
-            next_line = buffer.find(b"\r\n", position)
-            name, _, value = bytes(buffer[position:next_line]).partition(b":")
-            field = name.strip().lower()
-            if field == b"content-length":
-                lengths.append(value.strip())
-            elif field == b"transfer-encoding":
+        # One C-level pass over the header block for the three fields framing depends on.
+        for field in FRAMING_FIELD.finditer(buffer, line_end, end + 2):
+            name, value = field[1].lower(), field[2].strip(b" \t")
+            if name == b"content-length":
+                lengths.append(value)
+            elif name == b"transfer-encoding":
                 transfer_codings.extend(part.strip().lower() for part in value.split(b","))
-            elif field == b"expect" and value.strip().lower() == b"100-continue":
-                self._expect_line = (position, next_line + 2)
+            elif value.lower() == b"100-continue":
+                self._expect_line = (field.start() + 2, field.end() + 2)
                 expects_continue = http_11
-            position = next_line + 2
 
         if transfer_codings:
             if transfer_codings[-1] != b"chunked":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from sqlalchemy import Connection, Integer, Select, bindparam, func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 
+from todo.database import Reads
 from todo.models import Tag, tag_key, task_tags
-from todo.tasks.listing import escape_like
+from todo.sql import escape_like
 
 
 class TagUsage(TypedDict):
@@ -38,9 +39,7 @@ USAGE = _usage_statement(with_prefix=False)
 USAGE_WITH_PREFIX = _usage_statement(with_prefix=True)
 
 
-def tag_usage(
-    connection: Connection, user_id: str, prefix: str | None, limit: int
-) -> list[TagUsage]:
+def tag_usage(reads: Reads, user_id: str, prefix: str | None, limit: int) -> list[TagUsage]:
     """Tags used by at least one of the user's tasks, most used first, then by name."""
     parameters: dict[str, Any] = {"user_id": user_id, "limit": limit}
     statement = USAGE
@@ -49,5 +48,5 @@ def tag_usage(
         parameters["pattern"] = f"{escape_like(tag_key(prefix))}%"
     return [
         {"name": name, "usage_count": int(count)}
-        for name, count in connection.execute(statement, parameters)
+        for name, count in reads.all(statement, parameters)
     ]

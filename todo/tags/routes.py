@@ -8,7 +8,7 @@ from flask import Response
 from flask.views import MethodView
 
 from todo.api import Blueprint, documents_errors
-from todo.database import read_connection
+from todo.database import reading
 from todo.responses import json_response
 from todo.tags.queries import tag_usage
 from todo.tags.schemas import TagQueryArgsSchema, TagUsageSchema
@@ -27,6 +27,6 @@ class Tags(MethodView):
     @documents_errors(blp, 400, 401, 403, 429, 503)
     def get(self, args: dict[str, Any], user_id: str) -> Response:
         """List the tags in use, most used first, optionally by name prefix."""
-        with read_connection() as connection:
-            usage = tag_usage(connection, user_id, args.get("q"), args["limit"])
+        with reading() as reads:
+            usage = tag_usage(reads, user_id, args.get("q"), args["limit"])
         return json_response(usage)

@@ -16,7 +16,6 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Integer,
     Select,
     String,
@@ -32,7 +31,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
+from todo.database import Reads
 from todo.models import Priority, Tag, Task, tag_key, task_tags
+from todo.sql import escape_like, in_values
 from todo.tasks.queries import TASK_COLUMNS, row_to_json
 
 SortKey = Literal["created_at", "updated_at", "title", "due_date", "priority"]
@@ -52,11 +53,6 @@ class TaskListArgs:
     sort_direction: Literal["asc", "desc"] = "desc"
     limit: int = 50
     offset: int = 0
-
-
-def escape_like(text: str) -> str:
-    """Make `%`, `_` and the escape character itself match literally in a LIKE pattern."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass(frozen=True)
@@ -145,7 +141,7 @@ def _tasks_with_tags(mode: Literal["any", "all"]) -> Select[Any]:
         .join(Tag, Tag.id == task_tags.c.tag_id)
         .where(
             Tag.user_id == bindparam("user_id"),
-            Tag.name_key.in_(bindparam("tag_keys", expanding=True)),
+            in_values(Tag.name_key, "tag_keys"),
         )
     )
     if mode == "all":
@@ -209,11 +205,11 @@ def _count_statement(shape: ListShape) -> Select[Any]:
     return select(func.count()).select_from(Task).where(_filters(shape))
 
 
-def _total(connection: Connection, shape: ListShape, parameters: dict[str, Any]) -> int:
+def _total(reads: Reads, shape: ListShape, parameters: dict[str, Any]) -> int:
     """The count of all matches, for a page past the last one (no row carries it there)."""
     if not parameters["offset"]:
         return 0
-    return int(connection.execute(_count_statement(shape), parameters).scalar_one())
+    return int(reads.scalar(_count_statement(shape), parameters))
 
 
 def _envelope(data_json: bytes, total: int, args: TaskListArgs) -> bytes:
@@ -221,16 +217,18 @@ def _envelope(data_json: bytes, total: int, args: TaskListArgs) -> bytes:
     return b'{"data":' + data_json + b"," + tail[1:]
 
 
-def list_page(connection: Connection, user_id: str, args: TaskListArgs) -> bytes:
+def list_page(reads: Reads, user_id: str, args: TaskListArgs) -> bytes:
     """The listing's JSON body: `{"data": [...], "total", "limit", "offset"}`."""
     shape, parameters = ListShape.of(args), _parameters(user_id, args)
-    if connection.dialect.name == "postgresql":
-        data, total = connection.execute(_rendered_page_statement(shape), parameters).one()
+    if reads.dialect.name == "postgresql":
+        page = reads.first(_rendered_page_statement(shape), parameters)
+        assert page is not None  # an aggregate: always one row
+        data, total = page
         if total is None:
-            total = _total(connection, shape, parameters)
+            total = _total(reads, shape, parameters)
         return _envelope(data.encode(), int(total), args)
-    rows = connection.execute(_rows_statement(shape), parameters).all()
-    total = rows[0][10] if rows else _total(connection, shape, parameters)
+    rows = reads.all(_rows_statement(shape), parameters)
+    total = rows[0][10] if rows else _total(reads, shape, parameters)
     return _envelope(orjson.dumps([row_to_json(row) for row in rows]), int(total), args)
 
 

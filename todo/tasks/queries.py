@@ -7,8 +7,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import bindparam, select
 
+from todo.database import Reads
 from todo.models import Task
 from todo.tasks.representation import TaskJSON, task_json
 
@@ -49,7 +50,7 @@ def row_to_json(row: Sequence[Any]) -> TaskJSON:
     )
 
 
-def get_task(connection: Connection, user_id: str, task_id: uuid.UUID) -> TaskJSON | None:
+def get_task(reads: Reads, user_id: str, task_id: uuid.UUID) -> TaskJSON | None:
     """The user's task with this id, or None (another user's task is None too)."""
-    row = connection.execute(GET_TASK, {"task_id": task_id, "user_id": user_id}).first()
+    row = reads.first(GET_TASK, {"task_id": task_id, "user_id": user_id})
     return row_to_json(row) if row is not None else None

@@ -10,7 +10,7 @@ from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
 from todo.api import Blueprint, documents_errors
-from todo.database import read_connection
+from todo.database import reading
 from todo.problems import ProblemError
 from todo.responses import json_response
 from todo.tasks import queries, writes
@@ -124,8 +124,8 @@ class Tasks(MethodView):
     @documents_errors(blp, 400, 401, 403, 429, 503)
     def get(self, args: TaskListArgs, user_id: str) -> Response:
         """List tasks, with search, filters, sorting and pagination."""
-        with read_connection() as connection:
-            body = list_page(connection, user_id, args)
+        with reading() as reads:
+            body = list_page(reads, user_id, args)
         return current_app.response_class(body, mimetype="application/json")
 
     @blp.arguments(TaskCreateSchema())
@@ -148,8 +148,8 @@ class TaskById(MethodView):
     @documents_errors(blp, 401, 403, 404, 429, 503)
     def get(self, user_id: str, task_id: str) -> Response:
         """Get one task."""
-        with read_connection() as connection:
-            task = queries.get_task(connection, user_id, parse_task_id(task_id))
+        with reading() as reads:
+            task = queries.get_task(reads, user_id, parse_task_id(task_id))
         if task is None:
             raise ProblemError(404, "Task not found.")
         return task_response(task)

@@ -41,7 +41,7 @@ from sqlalchemy.sql.dml import Update
 from todo.database import send_with_next_statement, write_transaction
 from todo.models import Tag, Task, User, tag_key, task_tags, utc_now
 from todo.problems import ProblemError
-from todo.tasks.queries import TASK_COLUMNS, get_task
+from todo.tasks.queries import GET_TASK, TASK_COLUMNS, row_to_json
 from todo.tasks.representation import (
     TaskJSON,
     format_timestamp,
@@ -199,10 +199,10 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
 def _task_to_change(connection: Connection, user_id: str, task_id: uuid.UUID) -> TaskJSON:
     """The task as it is, with the user's writes locked until this transaction ends."""
     lock_user(connection, user_id)
-    current = get_task(connection, user_id, task_id)
-    if current is None:
+    row = connection.execute(GET_TASK, {"task_id": task_id, "user_id": user_id}).first()
+    if row is None:
         raise _not_found()
-    return current
+    return row_to_json(row)
 
 
 def update_task(
