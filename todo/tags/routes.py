@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Response
 from flask.views import MethodView
 
@@ -11,7 +9,7 @@ from todo.api import Blueprint, documents_errors
 from todo.database import reading
 from todo.responses import json_response
 from todo.tags.queries import tag_usage
-from todo.tags.schemas import TagQueryArgsSchema, TagUsageSchema
+from todo.tags.schemas import TagQueryArgs, TagQueryArgsSchema, TagUsageSchema
 from todo.tasks.routes import USER_ID_PARAMETER
 
 blp = Blueprint(
@@ -25,8 +23,8 @@ class Tags(MethodView):
     @blp.response(200, TagUsageSchema(many=True))
     @blp.doc(operationId="listTags")
     @documents_errors(blp, 400, 401, 403, 429, 503)
-    def get(self, args: dict[str, Any], user_id: str) -> Response:
+    def get(self, args: TagQueryArgs, user_id: str) -> Response:
         """List the tags in use, most used first, optionally by name prefix."""
         with reading() as reads:
-            usage = tag_usage(reads, user_id, args.get("q"), args["limit"])
+            usage = tag_usage(reads, user_id, args.q, args.limit)
         return json_response(usage)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
@@ -9,12 +12,24 @@ from todo.models import TAG_NAME_MAX
 from todo.schemas import Text
 
 
+@dataclass(frozen=True)
+class TagQueryArgs:
+    q: str | None
+    limit: int
+
+
 class TagQueryArgsSchema(ma.Schema):
+    PURE_QUERY = True  # parsed once per distinct query string (todo.api.StrictParser)
+
     q = Text(
         validate=validate.Length(max=TAG_NAME_MAX),
         metadata={"description": "Case-insensitive prefix of the tag name (autocomplete)."},
     )
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
+
+    @ma.post_load
+    def to_args(self, data: dict[str, Any], **kwargs: Any) -> TagQueryArgs:
+        return TagQueryArgs(q=data.get("q"), limit=data["limit"])
 
 
 class TagUsageSchema(ma.Schema):

@@ -8,7 +8,7 @@ JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Any, Literal
@@ -45,7 +45,7 @@ class TaskListArgs:
     search: str | None = None
     status: Literal["all", "pending", "completed"] = "all"
     priority: str | None = None
-    tags: list[str] = field(default_factory=list)
+    tags: tuple[str, ...] = ()
     tag_mode: Literal["any", "all"] = "any"
     due_from: date | None = None
     due_to: date | None = None

@@ -136,6 +136,8 @@ class TaskQueryArgsSchema(ma.Schema):
     """Query parameters of the listing. Unknown and repeated single-valued parameters are
     rejected (by `todo.api.StrictParser`)."""
 
+    PURE_QUERY = True  # parsed once per distinct query string (todo.api.StrictParser)
+
     search = Text(
         validate=validate.Length(max=200),
         metadata={"description": "Case-insensitive substring of title or description; "
@@ -167,7 +169,7 @@ class TaskQueryArgsSchema(ma.Schema):
 
     @ma.post_load
     def to_list_args(self, data: dict[str, Any], **kwargs: Any) -> TaskListArgs:
-        tags = [*data.pop("tags", []), *data.pop("tags_brackets", [])]
+        tags = (*data.pop("tags", []), *data.pop("tags_brackets", []))
         if data.get("priority") == "all":
             data["priority"] = None
         return TaskListArgs(tags=tags, search=data.pop("search", None) or None, **data)
