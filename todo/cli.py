@@ -83,7 +83,7 @@ DEMO_TASKS: list[dict[str, object]] = [
 @click.option("--reset", is_flag=True, help="Delete the user's tasks first.")
 def demo_data_command(user_id: str, reset: bool) -> None:
     """Create a realistic set of tasks and tags for USER_ID, for trying the UI."""
-    from todo.database import write_transaction
+    from todo.database import writing
     from todo.models import Task
     from todo.tasks import writes
 
@@ -93,10 +93,11 @@ def demo_data_command(user_id: str, reset: bool) -> None:
     if current != head:
         raise click.ClickException("the database is not migrated; run `flask db upgrade`")
     if reset:
-        with write_transaction() as connection:
-            writes.lock_user(connection, user_id)
-            connection.execute(sa.delete(Task).where(Task.user_id == user_id))
-            writes.prune_unused_tags(connection, user_id)
+        with writing() as tx:
+            writes.lock_user(tx, user_id)
+            tx.execute(sa.delete(Task).where(Task.user_id == sa.bindparam("user_id")),
+                       {"user_id": user_id})
+            writes.prune_unused_tags(tx, user_id)
     today = date.today()
     for demo in DEMO_TASKS:
         due = demo["due"]

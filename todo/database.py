@@ -1,23 +1,28 @@
-"""Engine behaviour per backend, how requests get connections, and which database errors
-mean "unavailable, retry".
+"""How requests talk to the database: `reading()` for reads, `writing()` for a transaction,
+both on a connection from SQLAlchemy's pool, running `DriverStatement`s on driver cursors.
 
 On PostgreSQL every round trip counts (each costs the service and the server CPU, and a
-network hop to Neon), so requests talk to it like this:
+network hop to Neon), so:
 
-- a read (`read_connection`) runs in autocommit: one statement, one implicit transaction;
-- a write (`write_transaction`) sends `BEGIN` in the same query string as its first
-  statement instead of on its own, and `COMMIT` at the end;
-- the first statement of every transaction carries `SET LOCAL statement_timeout`;
-- a statement whose result nothing needs (`send_with_next_statement`, e.g. the per-user
-  lock) travels with the statement after it.
+- reads run in autocommit: one statement is one round trip and its own transaction;
+- a transaction sends `BEGIN` in the same query string as its first statement, and
+  statements whose results nothing needs (`Transaction.defer`: the per-user lock, updates,
+  tag links) travel with the statement after them, or with `COMMIT`;
+- every statement that starts a transaction carries `SET LOCAL statement_timeout` (it lasts
+  for the transaction only, so it also works through a transaction-mode pooler such as
+  Neon's `-pooler` endpoint or PgBouncer).
 
 A query string holding several statements (`BEGIN; SET LOCAL ...; INSERT ...; SELECT ...`)
 is one round trip; PostgreSQL still runs each statement with its own snapshot, in order.
+On SQLite a transaction starts with `BEGIN IMMEDIATE` (writers queue for the lock up front)
+and every statement runs when it is given.
+
+Driver errors surface as SQLAlchemy's exception classes (`translated_errors`), so the error
+handlers see one family whatever the path.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,18 +30,13 @@ from typing import Any
 
 import psycopg2.extensions
 from flask import Flask, current_app
-from sqlalchemy import Connection, Dialect, Engine, Executable, event
+from sqlalchemy import Dialect, Executable, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.type_api import _BindProcessorType
 
 from todo import connection_check
 from todo.extensions import db
 from todo.sql import DriverStatement, driver_statement
 
-BEGIN_PENDING = "todo.begin_pending"
-QUEUED_STATEMENTS = "todo.queued_statements"
 SERVER_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 # Connection refused or lost, pool exhausted, statement timeout, lock timeout, deadlock:
@@ -51,7 +51,7 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 
 @dataclass(frozen=True)
 class Settings:
-    # Sent before each statement that starts a transaction on PostgreSQL (`SET LOCAL`).
+    # Goes in front of each statement that starts a transaction on PostgreSQL.
     timeout_prefix: str
 
 
@@ -59,14 +59,13 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
     timeout_ms = int(app.config["DB_STATEMENT_TIMEOUT_MS"])
+    postgresql = engine.dialect.name == "postgresql"
     app.extensions["todo.database"] = Settings(
-        timeout_prefix=f"SET LOCAL statement_timeout = {timeout_ms}; "
-        if engine.dialect.name == "postgresql" else ""
+        timeout_prefix=f"SET LOCAL statement_timeout = {timeout_ms}; " if postgresql else ""
     )
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
-    elif engine.dialect.name == "postgresql":
-        _install_statement_prefixes(engine, app.config["DB_STATEMENT_TIMEOUT_MS"])
+    elif postgresql:
         connection_check.install(engine, app.config["DB_PING_AFTER_IDLE_SECONDS"])
 
 
@@ -79,149 +78,31 @@ def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
-def _install_statement_prefixes(engine: Engine, timeout_ms: int) -> None:
-    """Put the pending `BEGIN`, the statement timeout and queued statements in front of the
-    statement about to be sent.
-
-    `SET LOCAL` lasts for the transaction only, so it also works through a transaction-mode
-    pooler (Neon's `-pooler` endpoint, PgBouncer). It is added whenever the server has no
-    transaction open, i.e. whenever the statement starts one: an autocommit read, the first
-    statement after psycopg2's own `BEGIN`, or the first one of a `write_transaction`.
-    """
-    set_timeout = f"SET LOCAL statement_timeout = {int(timeout_ms)}"
-
-    @event.listens_for(engine, "before_cursor_execute", retval=True)
-    def add_prefixes(
-        connection: Connection,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> tuple[str, Any]:
-        info = connection.info
-        prefixes = ["BEGIN"] if info.pop(BEGIN_PENDING, False) else []
-        if cursor.connection.info.transaction_status == SERVER_IDLE:
-            prefixes.append(set_timeout)
-        for queued_statement, queued_parameters in info.pop(QUEUED_STATEMENTS, ()):
-            inlined = cursor.mogrify(queued_statement, queued_parameters).decode()
-            # psycopg2 %-formats the whole string when parameters are given.
-            prefixes.append(inlined.replace("%", "%%") if parameters is not None else inlined)
-        if not prefixes:
-            return statement, parameters
-        return "; ".join([*prefixes, statement]), parameters
-
-
-def send_with_next_statement(
-    connection: Connection, statement: UpdateBase, parameters: Mapping[str, Any]
-) -> None:
-    """Run `statement`, whose result is not needed, in the same round trip as the next
-    statement on this connection (PostgreSQL; elsewhere it runs now). Its errors surface
-    from that next statement."""
-    if connection.dialect.name != "postgresql":
-        connection.execute(statement, parameters)
-        return
-    sql, processors = _compiled(statement, connection.dialect)
-    values = {}
-    for name, value in parameters.items():
-        process = processors.get(name)
-        values[name] = process(value) if process is not None else value
-    connection.info.setdefault(QUEUED_STATEMENTS, []).append((sql, values))
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(
-    statement: UpdateBase, dialect: Dialect
-) -> tuple[str, dict[str, _BindProcessorType[Any] | None]]:
-    """The statement's SQL with psycopg2 placeholders, and each parameter's type conversion."""
-    compiled = statement.compile(dialect=dialect)
-    assert isinstance(compiled, SQLCompiler)
-    processors = {name: bind.type.bind_processor(dialect) for name, bind in compiled.binds.items()}
-    return compiled.string, processors
-
-
 @contextmanager
-def read_connection() -> Iterator[Connection]:
-    """A pooled connection for a request that only reads, returned as soon as the reads are
-    done.
-
-    On PostgreSQL it runs in autocommit: each read is one statement and its own transaction,
-    a single round trip instead of BEGIN, the query and ROLLBACK. Autocommit is switched with
-    psycopg2's `autocommit` attribute, which sends nothing to the server. (SQLAlchemy's
-    `isolation_level="AUTOCOMMIT"` option calls psycopg2's `set_isolation_level()`, which
-    sends `SET default_transaction_isolation` on checkout and again on checkin: two more
-    round trips per read.) SQLite's driver starts no transaction for a SELECT anyway.
-    """
-    with db.engine.connect() as connection:
-        if connection.dialect.name != "postgresql":
-            yield connection
-            return
-        with _autocommit(connection):
-            yield connection
-
-
-@contextmanager
-def write_transaction() -> Iterator[Connection]:
-    """A connection in a transaction that commits when the block ends and rolls back if it
-    raises.
-
-    On PostgreSQL the connection is in autocommit and the transaction is explicit: `BEGIN`
-    goes out with the first statement and `COMMIT` at the end, so psycopg2 does not spend a
-    round trip on `BEGIN` alone. Whatever happens, the connection goes back to the pool
-    with no transaction open (or is discarded).
-    """
-    with db.engine.connect() as connection:
-        if connection.dialect.name != "postgresql":
-            with connection.begin():
-                yield connection
-            return
-        with _autocommit(connection):
-            connection.info[BEGIN_PENDING] = True
-            yield connection
-            if not connection.info.pop(BEGIN_PENDING, False):
-                connection.exec_driver_sql("COMMIT")
-
-
-@contextmanager
-def _autocommit(connection: Connection) -> Iterator[None]:
-    """psycopg2 in autocommit for the block, then the connection as the pool expects it."""
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
-    dbapi_connection.autocommit = True
+def translated_errors(dialect: Dialect, pooled: Any, sql: str | None = None,
+                      parameters: Any = None) -> Iterator[None]:
+    """Driver errors as SQLAlchemy's, and a connection the error shows is broken taken out
+    of the pool."""
     try:
         yield
-    finally:
-        _return_to_pool_state(connection, dbapi_connection)
-
-
-def _return_to_pool_state(connection: Connection, dbapi_connection: Any) -> None:
-    """No transaction open, nothing queued, autocommit off: how the pool hands connections
-    out. A connection that cannot be brought back to that state is discarded."""
-    connection.info.pop(BEGIN_PENDING, None)
-    connection.info.pop(QUEUED_STATEMENTS, None)
-    if dbapi_connection.closed:
-        return
-    try:
-        if dbapi_connection.info.transaction_status != SERVER_IDLE:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("ROLLBACK")
-        dbapi_connection.autocommit = False
-    except psycopg2.Error:
-        connection.invalidate()
-
-
-# ---------------------------------------------------------------- reads on a driver connection
+    except dialect.loaded_dbapi.Error as error:
+        broken = pooled is not None and dialect.is_disconnect(error, pooled.dbapi_connection, None)
+        if broken:
+            pooled.invalidate(error)
+        raise sa_exc.DBAPIError.instance(
+            sql, parameters, error, dialect.loaded_dbapi.Error,
+            connection_invalidated=broken, dialect=dialect,
+        ) from error
 
 
 class Reads:
-    """Statements run on one pooled connection, each in its own implicit transaction:
-    a request's reads. On PostgreSQL each carries the statement timeout in the same query
-    string (one round trip)."""
+    """Statements on one pooled connection, each in its own implicit transaction: a
+    request's reads. On PostgreSQL each carries the statement timeout in its query string."""
 
-    def __init__(self, pooled: Any, dialect: Dialect, prefix: str) -> None:
+    def __init__(self, pooled: Any, dialect: Dialect, timeout_prefix: str) -> None:
         self.pooled = pooled
         self.dialect = dialect
-        self.prefix = prefix
+        self.timeout_prefix = timeout_prefix
 
     def all(self, statement: Executable, parameters: Mapping[str, Any] | None = None
             ) -> list[tuple[Any, ...]]:
@@ -240,10 +121,14 @@ class Reads:
         row = self.first(statement, parameters)
         return row[0] if row is not None else None
 
+    def _text(self, compiled: DriverStatement) -> str:
+        """The query string that runs `compiled`."""
+        return self.timeout_prefix + compiled.sql
+
     @contextmanager
     def _cursor(self, compiled: DriverStatement, parameters: Mapping[str, Any]
                 ) -> Iterator[Any]:
-        sql = self.prefix + compiled.sql
+        sql = self._text(compiled)
         values = compiled.parameters(parameters)
         cursor = self.pooled.cursor()
         try:
@@ -254,28 +139,63 @@ class Reads:
             cursor.close()
 
 
-@contextmanager
-def translated_errors(dialect: Dialect, pooled: Any, sql: str | None = None,
-                      parameters: Any = None) -> Iterator[None]:
-    """Driver errors as SQLAlchemy's (so the handlers in `todo.errors` see one family), and
-    a connection the error shows is broken taken out of the pool."""
-    try:
-        yield
-    except dialect.loaded_dbapi.Error as error:
-        broken = pooled is not None and dialect.is_disconnect(error, pooled.dbapi_connection, None)
-        if broken:
-            pooled.invalidate(error)
-        raise sa_exc.DBAPIError.instance(
-            sql, parameters, error, dialect.loaded_dbapi.Error,
-            connection_invalidated=broken, dialect=dialect,
-        ) from error
+class Transaction(Reads):
+    """One transaction; `writing()` commits it when its block ends.
+
+    `defer` runs a statement whose result nothing needs: on PostgreSQL it travels in the
+    query string of the next statement (or of `COMMIT`), and its errors surface there; on
+    SQLite it runs at once."""
+
+    def __init__(self, pooled: Any, dialect: Dialect, timeout_prefix: str) -> None:
+        super().__init__(pooled, dialect, timeout_prefix)
+        self.batching = dialect.name == "postgresql"
+        # What goes in front of the next statement: at first `BEGIN` and the timeout.
+        self.pending: list[str] = ["BEGIN", timeout_prefix.rstrip("; ")] if self.batching else []
+        self.started = False  # whether anything has gone to the server
+
+    def execute(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> int:
+        """Run a statement now; the number of rows it changed."""
+        compiled = driver_statement(statement, self.dialect)
+        with self._cursor(compiled, parameters or {}) as cursor:
+            return int(cursor.rowcount)
+
+    def defer(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> None:
+        compiled = driver_statement(statement, self.dialect)
+        if not self.batching:
+            self.execute(statement, parameters)
+            return
+        values = compiled.parameters(parameters or {})
+        with self.pooled.cursor() as cursor:
+            self.pending.append(cursor.mogrify(compiled.sql, values).decode())
+
+    def _text(self, compiled: DriverStatement) -> str:
+        self.started = True
+        if not self.pending:
+            return compiled.sql
+        # psycopg2 %-formats the whole query string: literal `%` of the inlined statements
+        # must be doubled (every statement has a parameter dict, possibly empty).
+        pending = "; ".join(self.pending).replace("%", "%%")
+        self.pending = []
+        return f"{pending}; {compiled.sql}"
+
+    def commit(self) -> None:
+        if not self.batching:
+            with translated_errors(self.dialect, self.pooled):
+                self.pooled.dbapi_connection.commit()
+            return
+        if not self.started and len(self.pending) == 2:  # nothing to run: BEGIN and timeout
+            self.pending = []
+            return
+        sql = "; ".join([*self.pending, "COMMIT"])
+        self.pending = []
+        with self.pooled.cursor() as cursor, translated_errors(self.dialect, self.pooled, sql):
+            cursor.execute(sql)
 
 
 @contextmanager
-def reading() -> Iterator[Reads]:
-    """A pooled connection for a request's reads, returned as soon as they are done. On
-    PostgreSQL it is in autocommit (psycopg2's attribute: nothing goes to the server), so a
-    read is one round trip, not BEGIN, the query and ROLLBACK."""
+def _pooled_connection(autocommit: bool) -> Iterator[tuple[Any, Dialect, Settings]]:
+    """A connection from the pool; on PostgreSQL in autocommit (psycopg2's attribute,
+    nothing goes to the server) for the block, and back to the pool as it expects them."""
     engine = db.engine
     dialect = engine.dialect
     settings: Settings = current_app.extensions["todo.database"]
@@ -284,10 +204,41 @@ def reading() -> Iterator[Reads]:
     driver_connection: Any = pooled.dbapi_connection
     postgresql = dialect.name == "postgresql"
     try:
-        if postgresql:
+        if postgresql and autocommit:
             driver_connection.autocommit = True
-        yield Reads(pooled, dialect, settings.timeout_prefix)
+        yield pooled, dialect, settings
     finally:
-        if postgresql and not driver_connection.closed:
-            driver_connection.autocommit = False
+        try:
+            if postgresql and not driver_connection.closed:
+                if driver_connection.info.transaction_status != SERVER_IDLE:
+                    with driver_connection.cursor() as cursor:
+                        cursor.execute("ROLLBACK")
+                driver_connection.autocommit = False
+        except psycopg2.Error as error:
+            pooled.invalidate(error)
         pooled.close()
+
+
+@contextmanager
+def reading() -> Iterator[Reads]:
+    """A pooled connection for a request's reads, returned as soon as they are done."""
+    with _pooled_connection(autocommit=True) as (pooled, dialect, settings):
+        yield Reads(pooled, dialect, settings.timeout_prefix)
+
+
+@contextmanager
+def writing() -> Iterator[Transaction]:
+    """A transaction that commits when the block ends and rolls back if it raises. Whatever
+    happens, the connection goes back to the pool with no transaction open."""
+    with _pooled_connection(autocommit=True) as (pooled, dialect, settings):
+        transaction = Transaction(pooled, dialect, settings.timeout_prefix)
+        if not transaction.batching:
+            with translated_errors(dialect, pooled):
+                pooled.dbapi_connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield transaction
+            transaction.commit()
+        except BaseException:
+            if not transaction.batching:
+                pooled.dbapi_connection.rollback()
+            raise

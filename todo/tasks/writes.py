@@ -8,11 +8,10 @@ pruning unused tags never races with a request that is linking them.
 Every write that links tags also stores their names on the task (`tasks.tag_names`, in the
 API's order), in the same transaction: reads take the names from there instead of joining.
 
-The statements are built once, with bound parameters, and run in a `write_transaction`:
-building SQLAlchemy statements per request cost more Python time than running them.
-Statements whose results are not needed (the lock, updates, tag links, pruning) travel with
-the next statement or with `COMMIT` (`send_with_next_statement`), so on PostgreSQL a toggle is
-two round trips, and a create three.
+The statements are built once, with bound parameters, and run in a `writing()` transaction.
+Statements whose results are not needed (the lock, updates, tag links, pruning) are deferred:
+they travel with the next statement or with `COMMIT`, so on PostgreSQL a toggle is two round
+trips, and a create three.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import (
-    Connection,
     bindparam,
     delete,
     exists,
@@ -38,9 +36,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Update
 
-from todo.database import send_with_next_statement, write_transaction
+from todo.database import Transaction, writing
 from todo.models import Tag, Task, User, tag_key, task_tags, utc_now
 from todo.problems import ProblemError
+from todo.sql import in_values
 from todo.tasks.queries import GET_TASK, TASK_COLUMNS, row_to_json
 from todo.tasks.representation import (
     TaskJSON,
@@ -79,9 +78,9 @@ INSERT_TASK_UNDER_LIMIT = insert(Task).from_select(
 )
 COUNT_TAGS = select(func.count()).select_from(Tag).where(Tag.user_id == bindparam("user_id"))
 FIND_TAGS = select(Tag.id, Tag.name, Tag.name_key).where(
-    Tag.user_id == bindparam("user_id"), Tag.name_key.in_(bindparam("keys", expanding=True))
+    Tag.user_id == bindparam("user_id"), in_values(Tag.name_key, "keys")
 )
-INSERT_TAGS = insert(Tag)
+INSERT_TAG = insert(Tag)
 INSERT_LINK = insert(task_tags)
 UNLINK_TAGS = delete(task_tags).where(task_tags.c.task_id == bindparam("task_id"))
 
@@ -107,33 +106,31 @@ PRUNE_UNUSED_TAGS = delete(Tag).where(
 )
 
 
-def lock_user(connection: Connection, user_id: str) -> None:
+def lock_user(tx: Transaction, user_id: str) -> None:
     """Create the user's row on first write (idempotent under concurrency) and lock it until
     the transaction ends. It takes effect with the next statement."""
-    send_with_next_statement(
-        connection, LOCK_USER[connection.dialect.name], {"id": user_id, "created_at": utc_now()}
-    )
+    tx.defer(LOCK_USER[tx.dialect.name], {"id": user_id, "created_at": utc_now()})
 
 
-def prune_unused_tags(connection: Connection, user_id: str) -> None:
+def prune_unused_tags(tx: Transaction, user_id: str) -> None:
     """Tags no task uses any more disappear, so they stop counting towards the limit. It
     takes effect with the next statement (at the latest, `COMMIT`)."""
-    send_with_next_statement(connection, PRUNE_UNUSED_TAGS, {"user_id": user_id})
+    tx.defer(PRUNE_UNUSED_TAGS, {"user_id": user_id})
 
 
 def _resolve_tags(
-    connection: Connection, user_id: str, names: Collection[str]
+    tx: Transaction, user_id: str, names: Collection[str]
 ) -> dict[uuid.UUID, str]:
     """Ids and stored spellings of these tag names, creating the missing ones."""
     if not names:
         return {}
     wanted = {tag_key(name): name for name in names}
-    rows = connection.execute(FIND_TAGS, {"user_id": user_id, "keys": list(wanted)}).all()
-    resolved = {row.id: row.name for row in rows}
-    missing = wanted.keys() - {row.name_key for row in rows}
+    rows = tx.all(FIND_TAGS, {"user_id": user_id, "keys": list(wanted)})
+    resolved = {tag_id: name for tag_id, name, _ in rows}
+    missing = wanted.keys() - {name_key for _, _, name_key in rows}
     if missing:
         limit: int = current_app.config["MAX_TAGS_PER_USER"]
-        in_use = connection.execute(COUNT_TAGS, {"user_id": user_id}).scalar_one()
+        in_use = tx.scalar(COUNT_TAGS, {"user_id": user_id})
         if in_use + len(missing) > limit:
             raise ProblemError(
                 409, f"Tag limit reached: a user can have at most {limit} distinct tags."
@@ -144,14 +141,15 @@ def _resolve_tags(
              "created_at": now}
             for key in sorted(missing)
         ]
-        connection.execute(INSERT_TAGS, new_tags)
+        for new_tag in new_tags:
+            tx.defer(INSERT_TAG, new_tag)
         resolved.update({tag["id"]: tag["name"] for tag in new_tags})
     return resolved
 
 
-def _link_tags(connection: Connection, task_id: uuid.UUID, tag_ids: Collection[uuid.UUID]) -> None:
+def _link_tags(tx: Transaction, task_id: uuid.UUID, tag_ids: Collection[uuid.UUID]) -> None:
     for tag_id in tag_ids:
-        send_with_next_statement(connection, INSERT_LINK, {"task_id": task_id, "tag_id": tag_id})
+        tx.defer(INSERT_LINK, {"task_id": task_id, "tag_id": tag_id})
 
 
 def _check_if_match(current: TaskJSON, if_match: Any | None) -> None:
@@ -183,23 +181,23 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
         "created_at": now,
         "updated_at": now,
     }
-    with write_transaction() as connection:
-        lock_user(connection, user_id)
-        tags = _resolve_tags(connection, user_id, fields.get("tags", []))
+    with writing() as tx:
+        lock_user(tx, user_id)
+        tags = _resolve_tags(tx, user_id, fields.get("tags", []))
         tag_names = sort_tag_names(list(tags.values()))
-        inserted = connection.execute(
+        inserted = tx.execute(
             INSERT_TASK_UNDER_LIMIT, {**values, "tag_names": tag_names, "task_limit": limit}
         )
-        if inserted.rowcount == 0:
+        if inserted == 0:
             raise ProblemError(409, f"Task limit reached: a user can have at most {limit} tasks.")
-        _link_tags(connection, values["id"], tags)
+        _link_tags(tx, values["id"], tags)
     return task_json(**values, tags=tag_names)
 
 
-def _task_to_change(connection: Connection, user_id: str, task_id: uuid.UUID) -> TaskJSON:
+def _task_to_change(tx: Transaction, user_id: str, task_id: uuid.UUID) -> TaskJSON:
     """The task as it is, with the user's writes locked until this transaction ends."""
-    lock_user(connection, user_id)
-    row = connection.execute(GET_TASK, {"task_id": task_id, "user_id": user_id}).first()
+    lock_user(tx, user_id)
+    row = tx.first(GET_TASK, {"task_id": task_id, "user_id": user_id})
     if row is None:
         raise _not_found()
     return row_to_json(row)
@@ -209,22 +207,22 @@ def update_task(
     user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any], if_match: Any | None = None
 ) -> TaskJSON:
     """Apply any subset of fields; `tags` replaces the set. Unchanged values are no change."""
-    with write_transaction() as connection:
-        current = _task_to_change(connection, user_id, task_id)
+    with writing() as tx:
+        current = _task_to_change(tx, user_id, task_id)
         _check_if_match(current, if_match)
-        return _apply_changes(connection, user_id, task_id, current, changes)
+        return _apply_changes(tx, user_id, task_id, current, changes)
 
 
 def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> TaskJSON:
     """Set `completed`, or flip it when `completed` is None."""
-    with write_transaction() as connection:
-        current = _task_to_change(connection, user_id, task_id)
+    with writing() as tx:
+        current = _task_to_change(tx, user_id, task_id)
         target = (not current["completed"]) if completed is None else completed
-        return _apply_changes(connection, user_id, task_id, current, {"completed": target})
+        return _apply_changes(tx, user_id, task_id, current, {"completed": target})
 
 
 def _apply_changes(
-    connection: Connection,
+    tx: Transaction,
     user_id: str,
     task_id: uuid.UUID,
     current: TaskJSON,
@@ -243,18 +241,17 @@ def _apply_changes(
 
     now = utc_now()
     stored: dict[str, Any] = {**column_changes, "updated_at": now}
-    resolved = _resolve_tags(connection, user_id, changes["tags"]) if tags_changed else {}
+    resolved = _resolve_tags(tx, user_id, changes["tags"]) if tags_changed else {}
     if tags_changed:
         stored["tag_names"] = sort_tag_names(list(resolved.values()))
-    send_with_next_statement(
-        connection,
+    tx.defer(
         update_task_statement(tuple(stored)),
         {**stored, "where_task_id": task_id, "where_user_id": user_id},
     )
     if tags_changed:
-        send_with_next_statement(connection, UNLINK_TAGS, {"task_id": task_id})
-        _link_tags(connection, task_id, resolved)
-        prune_unused_tags(connection, user_id)
+        tx.defer(UNLINK_TAGS, {"task_id": task_id})
+        _link_tags(tx, task_id, resolved)
+        prune_unused_tags(tx, user_id)
     shown = {
         name: value.isoformat() if isinstance(value, date) else value
         for name, value in column_changes.items()
@@ -274,12 +271,11 @@ def _differs(current: TaskJSON, name: str, value: Any) -> bool:
 
 
 def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -> None:
-    with write_transaction() as connection:
+    with writing() as tx:
         if if_match is not None:
-            _check_if_match(_task_to_change(connection, user_id, task_id), if_match)
+            _check_if_match(_task_to_change(tx, user_id, task_id), if_match)
         else:
-            lock_user(connection, user_id)
-        deleted = connection.execute(DELETE_TASK, {"task_id": task_id, "user_id": user_id})
-        if deleted.first() is None:
+            lock_user(tx, user_id)
+        if tx.first(DELETE_TASK, {"task_id": task_id, "user_id": user_id}) is None:
             raise _not_found()
-        prune_unused_tags(connection, user_id)
+        prune_unused_tags(tx, user_id)
