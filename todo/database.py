@@ -152,6 +152,7 @@ class Transaction(Reads):
         # What goes in front of the next statement: at first `BEGIN` and the timeout.
         self.pending: list[str] = ["BEGIN", timeout_prefix.rstrip("; ")] if self.batching else []
         self.started = False  # whether anything has gone to the server
+        self.finished = False
 
     def execute(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> int:
         """Run a statement now; the number of rows it changed."""
@@ -178,7 +179,25 @@ class Transaction(Reads):
         self.pending = []
         return f"{pending}; {compiled.sql}"
 
+    def finish(self, statement: Executable, parameters: Mapping[str, Any] | None = None
+               ) -> tuple[Any, ...] | None:
+        """Run the transaction's last statement, commit, and return its first row.
+
+        On PostgreSQL, when nothing has been sent yet, the deferred statements and this one
+        go as one query string without `BEGIN`: PostgreSQL runs it as one implicit
+        transaction and commits it at its end, so such a write is one round trip."""
+        if self.batching and not self.started:
+            del self.pending[0]  # BEGIN: the query string is the transaction
+            self.finished = True
+            return self.first(statement, parameters)
+        row = self.first(statement, parameters)
+        self.commit()
+        return row
+
     def commit(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
         if not self.batching:
             with translated_errors(self.dialect, self.pooled):
                 self.pooled.dbapi_connection.commit()

@@ -34,10 +34,9 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from todo.database import Reads
 from todo.models import Priority, Tag, Task, tag_key, task_tags
 from todo.sql import escape_like, in_values
-from todo.tasks.queries import TASK_COLUMNS, row_to_json
+from todo.tasks.representation import TASK_COLUMNS, task_json, task_json_sql
 
 SortKey = Literal["created_at", "updated_at", "title", "due_date", "priority"]
-ISO_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 
 @dataclass(frozen=True)
@@ -228,8 +227,8 @@ def list_page(reads: Reads, user_id: str, args: TaskListArgs) -> bytes:
             total = _total(reads, shape, parameters)
         return _envelope(data.encode(), int(total), args)
     rows = reads.all(_rows_statement(shape), parameters)
-    total = rows[0][10] if rows else _total(reads, shape, parameters)
-    return _envelope(orjson.dumps([row_to_json(row) for row in rows]), int(total), args)
+    total = rows[0][len(TASK_COLUMNS)] if rows else _total(reads, shape, parameters)
+    return _envelope(orjson.dumps([task_json(row) for row in rows]), int(total), args)
 
 
 def page_statement(user_id: str, args: TaskListArgs) -> Select[str, Any]:
@@ -237,18 +236,13 @@ def page_statement(user_id: str, args: TaskListArgs) -> Select[str, Any]:
     return _rendered_page_statement(ListShape.of(args)).params(_parameters(user_id, args))
 
 
-def _iso_timestamp(column: Any) -> Any:
-    return func.to_char(func.timezone("UTC", column), ISO_TIMESTAMP)
-
-
 @lru_cache(maxsize=512)
 def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
     """PostgreSQL: the page as one JSON array (in the listing's order) and the count of all
     matches, in one statement.
 
-    Produces exactly what `representation.task_json` does: the same keys, ISO timestamps
-    in UTC with six fractional digits, and the tag names as stored (writes store them in
-    the API's order).
+    Each task is `representation.task_json_sql`: the JSON `task_json` gives, written by
+    PostgreSQL.
     """
     # Without filters, counting reads only the (user_id, ...) index. With filters, the rows
     # must be read to test them anyway, so a window count over the same scan is cheaper
@@ -258,18 +252,7 @@ def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
     if not count_separately:
         page_columns.append(func.count().over().label("total"))
     page = _page(shape, *page_columns).subquery("page")
-    task = func.json_build_object(
-        "id", page.c.id,
-        "user_id", page.c.user_id,
-        "title", page.c.title,
-        "description", page.c.description,
-        "completed", page.c.completed,
-        "priority", page.c.priority,
-        "due_date", func.to_char(page.c.due_date, "YYYY-MM-DD"),
-        "tags", page.c.tag_names,
-        "created_at", _iso_timestamp(page.c.created_at),
-        "updated_at", _iso_timestamp(page.c.updated_at),
-    )  # fmt: skip
+    task = task_json_sql(page.c)
     in_order = _ordering(shape.sort_by, shape.sort_direction, page.c)
     data = func.coalesce(
         func.json_agg(aggregate_order_by(task, *in_order)), literal_column("'[]'::json")

@@ -8,10 +8,12 @@ pruning unused tags never races with a request that is linking them.
 Every write that links tags also stores their names on the task (`tasks.tag_names`, in the
 API's order), in the same transaction: reads take the names from there instead of joining.
 
-The statements are built once, with bound parameters, and run in a `writing()` transaction.
-Statements whose results are not needed (the lock, updates, tag links, pruning) are deferred:
-they travel with the next statement or with `COMMIT`, so on PostgreSQL a toggle is two round
-trips, and a create three.
+The statements are built once, with bound parameters, and run in a `writing()` transaction
+(todo/database.py). Every write returns the row as stored (`RETURNING`), rendered by
+`task_json` like any read. Statements whose results are not needed (the lock, tag links,
+pruning) are deferred: they travel with the next statement. A write whose only result is its
+last statement (`Transaction.finish`: a toggle, a delete, a create without tags) is one round
+trip on PostgreSQL; a create with tags is three.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import (
+    Boolean,
+    Uuid,
     bindparam,
+    case,
     delete,
     exists,
     false,
@@ -40,10 +45,10 @@ from todo.database import Transaction, writing
 from todo.models import Tag, Task, User, tag_key, task_tags, utc_now
 from todo.problems import ProblemError
 from todo.sql import in_values
-from todo.tasks.queries import GET_TASK, TASK_COLUMNS, row_to_json
+from todo.tasks.queries import GET_TASK
 from todo.tasks.representation import (
+    TASK_COLUMNS,
     TaskJSON,
-    format_timestamp,
     sort_tag_names,
     task_etag,
     task_json,
@@ -66,15 +71,34 @@ LOCK_USER = {
     "sqlite": _lock_user_statement(sqlite.insert),
 }
 # The per-user task limit is checked by the insert itself: no row is inserted at the limit.
-INSERT_TASK_UNDER_LIMIT = insert(Task).from_select(
-    [column.key for column in TASK_COLUMNS],
-    select(*(bindparam(column.key, type_=column.type) for column in TASK_COLUMNS)).where(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.user_id == bindparam("user_id"))
-        .scalar_subquery()
-        < bindparam("task_limit")
-    ),
+INSERT_TASK_UNDER_LIMIT = (
+    insert(Task)
+    .from_select(
+        [column.key for column in TASK_COLUMNS],
+        select(*(bindparam(column.key, type_=column.type) for column in TASK_COLUMNS)).where(
+            select(func.count())
+            .select_from(Task)
+            .where(Task.user_id == bindparam("user_id"))
+            .scalar_subquery()
+            < bindparam("task_limit")
+        ),
+    )
+    .returning(*TASK_COLUMNS)
+)
+# `completed` set to the value given, or flipped when it is null; `updated_at` moves only
+# when `completed` does. (SET expressions read the row's values before the update.)
+SET_COMPLETION = (
+    update(Task)
+    .where(Task.id == bindparam("task_id"), Task.user_id == bindparam("user_id"))
+    .values(
+        completed=func.coalesce(bindparam("completed", type_=Boolean), ~Task.completed),
+        updated_at=case(
+            (Task.completed == func.coalesce(bindparam("completed", type_=Boolean),
+                                             ~Task.completed), Task.updated_at),
+            else_=bindparam("now", type_=Task.updated_at.type),
+        ),
+    )
+    .returning(*TASK_COLUMNS)
 )
 COUNT_TAGS = select(func.count()).select_from(Tag).where(Tag.user_id == bindparam("user_id"))
 FIND_TAGS = select(Tag.id, Tag.name, Tag.name_key).where(
@@ -93,6 +117,7 @@ def update_task_statement(columns: tuple[str, ...]) -> Update:
         update(Task)
         .where(Task.id == bindparam("where_task_id"), Task.user_id == bindparam("where_user_id"))
         .values({name: bindparam(name, type_=Task.__table__.c[name].type) for name in columns})
+        .returning(*TASK_COLUMNS)
     )
 
 
@@ -101,8 +126,13 @@ DELETE_TASK = (
     .where(Task.id == bindparam("task_id"), Task.user_id == bindparam("user_id"))
     .returning(Task.id)
 )
+# Tags that no task other than `except_task_id` uses (none given: that no task uses).
 PRUNE_UNUSED_TAGS = delete(Tag).where(
-    Tag.user_id == bindparam("user_id"), ~exists().where(task_tags.c.tag_id == Tag.id)
+    Tag.user_id == bindparam("user_id"),
+    ~exists().where(
+        task_tags.c.tag_id == Tag.id,
+        task_tags.c.task_id.is_distinct_from(bindparam("except_task_id", type_=Uuid)),
+    ),
 )
 
 
@@ -112,10 +142,13 @@ def lock_user(tx: Transaction, user_id: str) -> None:
     tx.defer(LOCK_USER[tx.dialect.name], {"id": user_id, "created_at": utc_now()})
 
 
-def prune_unused_tags(tx: Transaction, user_id: str) -> None:
-    """Tags no task uses any more disappear, so they stop counting towards the limit. It
-    takes effect with the next statement (at the latest, `COMMIT`)."""
-    tx.defer(PRUNE_UNUSED_TAGS, {"user_id": user_id})
+def prune_unused_tags(
+    tx: Transaction, user_id: str, except_task_id: uuid.UUID | None = None
+) -> None:
+    """Tags no task uses any more (or none but `except_task_id`, about to be deleted)
+    disappear, so they stop counting towards the limit. It takes effect with the next
+    statement (at the latest, `COMMIT`)."""
+    tx.defer(PRUNE_UNUSED_TAGS, {"user_id": user_id, "except_task_id": except_task_id})
 
 
 def _resolve_tags(
@@ -184,14 +217,14 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
     with writing() as tx:
         lock_user(tx, user_id)
         tags = _resolve_tags(tx, user_id, fields.get("tags", []))
-        tag_names = sort_tag_names(list(tags.values()))
-        inserted = tx.execute(
-            INSERT_TASK_UNDER_LIMIT, {**values, "tag_names": tag_names, "task_limit": limit}
-        )
-        if inserted == 0:
+        parameters = {**values, "tag_names": sort_tag_names(list(tags.values())),
+                      "task_limit": limit}
+        # Without tags this is the transaction's only result: one round trip on PostgreSQL.
+        row = (tx.first if tags else tx.finish)(INSERT_TASK_UNDER_LIMIT, parameters)
+        if row is None:
             raise ProblemError(409, f"Task limit reached: a user can have at most {limit} tasks.")
         _link_tags(tx, values["id"], tags)
-    return task_json(**values, tags=tag_names)
+    return task_json(row)
 
 
 def _task_to_change(tx: Transaction, user_id: str, task_id: uuid.UUID) -> TaskJSON:
@@ -200,7 +233,7 @@ def _task_to_change(tx: Transaction, user_id: str, task_id: uuid.UUID) -> TaskJS
     row = tx.first(GET_TASK, {"task_id": task_id, "user_id": user_id})
     if row is None:
         raise _not_found()
-    return row_to_json(row)
+    return task_json(row)
 
 
 def update_task(
@@ -214,11 +247,15 @@ def update_task(
 
 
 def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> TaskJSON:
-    """Set `completed`, or flip it when `completed` is None."""
+    """Set `completed`, or flip it when `completed` is None: one statement, so on
+    PostgreSQL one round trip."""
     with writing() as tx:
-        current = _task_to_change(tx, user_id, task_id)
-        target = (not current["completed"]) if completed is None else completed
-        return _apply_changes(tx, user_id, task_id, current, {"completed": target})
+        lock_user(tx, user_id)
+        row = tx.finish(SET_COMPLETION, {"task_id": task_id, "user_id": user_id,
+                                         "completed": completed, "now": utc_now()})
+    if row is None:
+        raise _not_found()
+    return task_json(row)
 
 
 def _apply_changes(
@@ -239,28 +276,20 @@ def _apply_changes(
     if not column_changes and not tags_changed:
         return current
 
-    now = utc_now()
-    stored: dict[str, Any] = {**column_changes, "updated_at": now}
+    stored: dict[str, Any] = {**column_changes, "updated_at": utc_now()}
     resolved = _resolve_tags(tx, user_id, changes["tags"]) if tags_changed else {}
     if tags_changed:
         stored["tag_names"] = sort_tag_names(list(resolved.values()))
-    tx.defer(
+    row = tx.first(
         update_task_statement(tuple(stored)),
         {**stored, "where_task_id": task_id, "where_user_id": user_id},
     )
+    assert row is not None  # the task is locked, and was read in this transaction
     if tags_changed:
         tx.defer(UNLINK_TAGS, {"task_id": task_id})
         _link_tags(tx, task_id, resolved)
         prune_unused_tags(tx, user_id)
-    shown = {
-        name: value.isoformat() if isinstance(value, date) else value
-        for name, value in column_changes.items()
-    }
-    updated = cast(dict[str, Any], dict(current))
-    updated.update(shown, updated_at=format_timestamp(now))
-    if tags_changed:
-        updated["tags"] = stored["tag_names"]
-    return cast(TaskJSON, updated)
+    return task_json(row)
 
 
 def _differs(current: TaskJSON, name: str, value: Any) -> bool:
@@ -271,11 +300,15 @@ def _differs(current: TaskJSON, name: str, value: Any) -> bool:
 
 
 def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -> None:
+    """Delete the task, and the tags only it used. Without `If-Match` nothing needs reading
+    first: one round trip on PostgreSQL."""
     with writing() as tx:
         if if_match is not None:
             _check_if_match(_task_to_change(tx, user_id, task_id), if_match)
         else:
             lock_user(tx, user_id)
-        if tx.first(DELETE_TASK, {"task_id": task_id, "user_id": user_id}) is None:
-            raise _not_found()
-        prune_unused_tags(tx, user_id)
+        # Before the task goes (its links go with it), so the pruning must look past it.
+        prune_unused_tags(tx, user_id, except_task_id=task_id)
+        deleted = tx.finish(DELETE_TASK, {"task_id": task_id, "user_id": user_id})
+    if deleted is None:
+        raise _not_found()
