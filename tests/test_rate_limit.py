@@ -61,6 +61,18 @@ def test_requests_without_a_valid_token_are_limited_by_address(database_url):
     assert client.get("/api/alice/tasks", headers=bearer("alice")).status_code == 200
 
 
+def test_malformed_tokens_count_against_the_address_like_other_401s(database_url):
+    """A token whose header `alg` is a list once failed before the limiter ran (a 500, never
+    counted); it is a 401 like any other bad token, and counts."""
+    client = limited_app(database_url, RATELIMIT_PER_USER="3 per minute").test_client()
+    odd = {"Authorization": "Bearer eyJhbGciOlsiSFMyNTYiXX0.e30.c2ln"}  # {"alg": ["HS256"]}
+    for _ in range(3):
+        response = client.get("/api/alice/tasks", headers=odd)
+        assert response.status_code == 401 and response.mimetype == "application/problem+json"
+    assert_429(client.get("/api/alice/tasks", headers=odd))
+    assert_429(client.get("/api/alice/tasks"))  # the same address, without a token
+
+
 def test_a_429_is_readable_by_the_frontend(database_url):
     client = limited_app(database_url, RATELIMIT_PER_USER="1 per minute").test_client()
     origin = {"Origin": "http://localhost:3000"}
