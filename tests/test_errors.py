@@ -122,6 +122,12 @@ class TestRequestId:
         assert response.headers["X-Request-ID"] != offered
         assert len(response.headers["X-Request-ID"]) == 32
 
+    def test_an_id_ending_in_a_newline_is_replaced(self, client):
+        # No HTTP parser hands the app such a value, but a pattern's `$` would let it through.
+        response = client.get("/health", environ_overrides={"HTTP_X_REQUEST_ID": "abc\n"})
+        assert response.status_code == 200
+        assert len(response.headers["X-Request-ID"]) == 32
+
     def test_log_line_carries_the_id(self, client, capsys):
         client.get("/api/user-a/tasks", headers={**bearer(), "X-Request-ID": "trace-42"})
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]

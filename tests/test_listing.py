@@ -652,6 +652,17 @@ def test_pages_cover_the_listing_exactly_once(
     ("limit=abc", "limit"),
     ("limit=1.5", "limit"),
     ("limit=", "limit"),
+    # Python's int() reads these as 50, 5 or 5; the contract says out-of-set values are 400.
+    ("limit=5_0", "limit"),
+    ("limit=%2B5", "limit"),
+    ("limit=%205%20", "limit"),
+    ("limit=5%0A", "limit"),
+    ("limit=%D9%A5", "limit"),  # Arabic-Indic five
+    ("limit=%EF%BC%95", "limit"),  # fullwidth five
+    ("limit=%F0%9D%9F%93", "limit"),  # mathematical bold five
+    ("offset=1_0", "offset"),
+    ("offset=%2B0", "offset"),
+    ("offset=%D9%A0", "offset"),
     ("offset=-1", "offset"),
     ("offset=abc", "offset"),
     ("status=done", "status"),
@@ -665,6 +676,8 @@ def test_pages_cover_the_listing_exactly_once(
     ("due_to=2026-02-30", "due_to"),
     ("due_from=20260101", "due_from"),
     ("due_to=tomorrow", "due_to"),
+    ("due_from=2026-12-01%0A", "due_from"),
+    ("due_from=%D9%A2%D9%A0%D9%A2%D9%A6-12-01", "due_from"),  # Arabic-Indic digits
     (f"search={'s' * 201}", "search"),
     ("page=2", "page"),
     ("sort=title", "sort"),
@@ -705,7 +718,7 @@ def test_invalid_tag_filters_are_400(client: FlaskClient, query: str, parameter:
 
 
 @pytest.mark.parametrize("query", [
-    "limit=1", "limit=100", "offset=0", "offset=1000", "priority=hIgH", "priority=ALL",
+    "limit=1", "limit=100", "limit=007", "offset=0", "offset=1000", "priority=hIgH", "priority=ALL",
     "sort_direction=asc", f"search={'s' * 200}", f"tags={'t' * 50}", "due_from=2024-02-29",
 ])
 def test_boundary_values_are_accepted(client: FlaskClient, query: str) -> None:

@@ -66,7 +66,7 @@ IF_MATCH_PARAMETER = {
     "schema": {"type": "string"},
     "example": "*",
 }
-UUID_TEXT = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE)
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
 # Links from every response that carries a task to the operations on that task, so a client
 # (and schemathesis' stateful phase) can chain create -> get -> update -> complete -> delete.
 TASK_PARAMETERS = {"user_id": "$request.path.user_id", "task_id": "$response.body#/id"}
@@ -101,7 +101,7 @@ TASK_LINKS = {
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
-    if not UUID_TEXT.match(task_id):
+    if not UUID_TEXT.fullmatch(task_id):  # `$` would also match before a final newline
         raise ProblemError(404, "Task not found.")
     return uuid.UUID(task_id)
 
