@@ -950,7 +950,7 @@ def test_cors_preflight_needs_no_token(client: FlaskClient) -> None:
             "Access-Control-Request-Headers": "authorization, content-type",
         },
     )
-    assert response.status_code == 200
+    assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
     allowed = response.headers["Access-Control-Allow-Headers"].lower()

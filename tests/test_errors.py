@@ -21,6 +21,27 @@ def test_unknown_path_is_404_problem(client):
     assert_problem(client.get("/api/user-a/nope", headers=bearer()), 404)
 
 
+@pytest.mark.parametrize("path", [
+    "/api//user-a/tasks", "/api/user-a//tasks", "/api/user-a/tasks//", "/static//x.js", "//health//",
+])
+def test_empty_path_segments_are_404_problems_not_html_redirects(client, path):
+    """werkzeug would answer these with an HTML 308 to the path with the slashes merged."""
+    response = client.get("/", environ_overrides={"PATH_INFO": path}, headers=bearer())
+    assert response.status_code == 404 and response.mimetype == PROBLEM
+    assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/api/user-a/tasks", "/api/user-a/tags", "/health", "/docs", "/nope"])
+def test_options_without_a_preflight_is_204_with_allow_and_no_body(client, path):
+    response = client.options(path)
+    if path == "/nope":
+        assert_problem(response, 404)
+        return
+    assert response.status_code == 204
+    assert response.data == b"" and "Content-Type" not in response.headers
+    assert "GET" in response.headers["Allow"].split(", ")
+
+
 def test_wrong_method_is_405_with_allow(client):
     response = client.delete("/api/user-a/tasks", headers=bearer())
     assert_problem(response, 405)
@@ -152,7 +173,7 @@ class TestCors:
                 "Access-Control-Request-Headers": "Authorization, Content-Type, If-Match",
             },
         )
-        assert response.status_code == 200
+        assert response.status_code == 204 and "Content-Type" not in response.headers
         assert response.headers["Access-Control-Allow-Origin"] == self.ORIGIN
         assert response.headers["Access-Control-Allow-Credentials"] == "true"
         allowed = response.headers["Access-Control-Allow-Headers"].lower()
