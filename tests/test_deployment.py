@@ -11,8 +11,10 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -69,6 +71,21 @@ def test_an_oversized_token_reaches_the_app_and_is_a_401_problem(gunicorn):
     assert status == 401
     assert headers["Content-Type"] == "application/problem+json"
     assert json.loads(body)["detail"] == "Token is too large."
+
+
+def test_gunicorns_own_warnings_are_logged_after_the_app_has_loaded(gunicorn):
+    """A NUL byte in a header makes gunicorn log a warning from the worker, in its own
+    format (`%(process)d`); it must come out as a line, not as a "Logging error" block."""
+    with socket.create_connection(("127.0.0.1", gunicorn.port), timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Odd: a\x00b\r\n\r\n")
+        assert connection.recv(100).startswith(b"HTTP/1.1 400")
+    deadline = time.monotonic() + 10
+    while "Invalid request from ip=" not in gunicorn.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    output = gunicorn.output()
+    warning = next(line for line in output.splitlines() if "Invalid request from ip=" in line)
+    assert re.match(r"\[.+\] \[\d+\] \[WARNING\] Invalid request from ip=127\.0\.0\.1", warning)
+    assert "Logging error" not in output
 
 
 def test_dockerfile_healthcheck_command_passes_against_the_server(gunicorn):
