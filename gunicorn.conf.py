@@ -18,6 +18,7 @@ vs 192-231 ms, create 193-283 ms vs 256-448 ms).
 
 import multiprocessing
 import os
+import sys
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -48,3 +49,15 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):
+    """Refuse to start, in one line, on settings the app refuses (config.py), before any
+    worker boots: gunicorn replaces a worker that exits while booting, over and over. Here the
+    real worker count is known, so rate limits counted per process are refused too."""
+    from config import ConfigError, check_server_processes, load_config
+
+    try:
+        check_server_processes(load_config(), server.cfg.workers)
+    except ConfigError as error:
+        sys.exit(f"todo-api: configuration error: {error}")

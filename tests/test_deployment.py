@@ -21,7 +21,9 @@ from pathlib import Path
 
 import flask_migrate
 import pytest
+import yaml
 
+from config import check_server_processes, load_config
 from tests.conftest import make_config, make_token
 from tests.gunicorn_server import ROOT, Gunicorn
 from todo import create_app
@@ -109,6 +111,18 @@ def test_dockerfile_runs_as_non_root_with_a_health_check():
     assert "/health" in DOCKERFILE.split("HEALTHCHECK", 1)[1]
     assert 'ENTRYPOINT ["/app/docker-entrypoint.sh"]' in DOCKERFILE
     assert "useradd" in DOCKERFILE
+
+
+def test_compose_runs_several_workers_with_rate_limits_shared_in_redis():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    api = compose["services"]["api"]
+    assert api["build"] == "." and "redis" in api["depends_on"] and "redis" in compose["services"]
+    environ = {name: str(value) for name, value in api["environment"].items()}
+    assert environ["RATELIMIT_STORAGE_URI"] == "redis://redis:6379/0"
+    environ["BETTER_AUTH_SECRET"] = "s" * 32  # compose takes it from the host's environment
+    config = load_config("production", environ=environ)
+    check_server_processes(config, 8)  # does not refuse, however many workers
+    assert config["RATELIMIT_ENABLED"] is True
 
 
 @pytest.fixture
