@@ -41,7 +41,7 @@ def test_tag_cap_per_user_is_409_and_changes_nothing(client):
     task_id = created.get_json()["id"]
     body = problem(client.post("/api/capped/tasks", json={"title": "u", "tags": ["d", "e"]}, headers=bearer("capped")), 409)
     assert "at most 4 distinct tags" in body["detail"]
-    problem(client.patch(f"/api/capped/tasks/{task_id}", json={"title": "changed", "tags": ["a", "x", "y"]},
+    problem(client.patch(f"/api/capped/tasks/{task_id}", json={"title": "changed", "tags": ["a", "w", "x", "y", "z"]},
                          headers=bearer("capped")), 409)
     task = client.get(f"/api/capped/tasks/{task_id}", headers=bearer("capped")).get_json()
     assert (task["title"], task["tags"]) == ("t", ["a", "b", "c"])
@@ -50,6 +50,26 @@ def test_tag_cap_per_user_is_409_and_changes_nothing(client):
     assert client.post("/api/capped/tasks", json={"title": "v", "tags": ["A", "d"]}, headers=bearer("capped")).status_code == 201
     assert client.patch(f"/api/capped/tasks/{task_id}", json={"tags": ["a"]}, headers=bearer("capped")).status_code == 200
     assert client.post("/api/capped/tasks", json={"title": "w", "tags": ["e", "f"]}, headers=bearer("capped")).status_code == 201
+
+
+def test_tags_a_write_removes_do_not_count_against_the_cap(client):
+    """At 4 of 4 tags, replacing a task's 3 tags with 3 new ones leaves 4 in use: allowed.
+    (The cap once counted the tags the same write was dropping: 4 + 3 > 4, a 409.)"""
+    user, headers = "capped", bearer("capped")
+    replaced = client.post(f"/api/{user}/tasks", json={"title": "t", "tags": ["a", "b", "c"]}, headers=headers)
+    assert client.post(f"/api/{user}/tasks", json={"title": "u", "tags": ["d", "a"]}, headers=headers).status_code == 201
+    url = f"/api/{user}/tasks/{replaced.get_json()['id']}"
+
+    response = client.patch(url, json={"tags": ["x", "y", "a"]}, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["tags"] == ["a", "x", "y"]
+    tags = client.get(f"/api/{user}/tags", headers=headers).get_json()
+    assert sorted(tag["name"] for tag in tags) == ["a", "d", "x", "y"]
+    # Dropping `a` frees nothing while another task still uses it: d, a (u) + x, y, z is 5.
+    problem(client.patch(url, json={"tags": ["x", "y", "z"]}, headers=headers), 409)
+    problem(client.post(f"/api/{user}/tasks", json={"title": "v", "tags": ["z"]}, headers=headers), 409)
+    assert client.patch(url, json={"tags": ["z"]}, headers=headers).status_code == 200  # d, a, z
+    assert client.post(f"/api/{user}/tasks", json={"title": "w", "tags": ["q"]}, headers=headers).status_code == 201
 
 
 @pytest.mark.parametrize("depth", [50, 5000])

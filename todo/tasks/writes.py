@@ -32,6 +32,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -77,7 +78,22 @@ INSERT_TASK_UNDER_LIMIT = insert(Task).from_select(
         < bindparam("task_limit")
     ),
 )
-COUNT_TAGS = select(func.count()).select_from(Tag).where(Tag.user_id == bindparam("user_id"))
+# The user's tags still in use once a write has replaced one task's tags: those another task
+# uses, and the existing ones the write links. This task's other tags are pruned in the same
+# transaction, so they do not count against the cap.
+COUNT_TAGS_KEPT = (
+    select(func.count())
+    .select_from(Tag)
+    .where(
+        Tag.user_id == bindparam("user_id"),
+        or_(
+            Tag.name_key.in_(bindparam("keys", expanding=True)),
+            exists().where(
+                task_tags.c.tag_id == Tag.id, task_tags.c.task_id != bindparam("task_id")
+            ),
+        ),
+    )
+)
 FIND_TAGS = select(Tag.id, Tag.name, Tag.name_key).where(
     Tag.user_id == bindparam("user_id"), Tag.name_key.in_(bindparam("keys", expanding=True))
 )
@@ -122,9 +138,10 @@ def prune_unused_tags(connection: Connection, user_id: str) -> None:
 
 
 def _resolve_tags(
-    connection: Connection, user_id: str, names: Collection[str]
+    connection: Connection, user_id: str, task_id: uuid.UUID, names: Collection[str]
 ) -> dict[uuid.UUID, str]:
-    """Ids and stored spellings of these tag names, creating the missing ones."""
+    """Ids and stored spellings of the tag names `task_id` is to have, creating the missing
+    ones unless that takes the user past the tag cap."""
     if not names:
         return {}
     wanted = {tag_key(name): name for name in names}
@@ -133,8 +150,10 @@ def _resolve_tags(
     missing = wanted.keys() - {row.name_key for row in rows}
     if missing:
         limit: int = current_app.config["MAX_TAGS_PER_USER"]
-        in_use = connection.execute(COUNT_TAGS, {"user_id": user_id}).scalar_one()
-        if in_use + len(missing) > limit:
+        kept = connection.execute(
+            COUNT_TAGS_KEPT, {"user_id": user_id, "task_id": task_id, "keys": list(wanted)}
+        ).scalar_one()
+        if kept + len(missing) > limit:
             raise ProblemError(
                 409, f"Tag limit reached: a user can have at most {limit} distinct tags."
             )
@@ -185,7 +204,7 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
     }
     with write_transaction() as connection:
         lock_user(connection, user_id)
-        tags = _resolve_tags(connection, user_id, fields.get("tags", []))
+        tags = _resolve_tags(connection, user_id, values["id"], fields.get("tags", []))
         tag_names = sort_tag_names(list(tags.values()))
         inserted = connection.execute(
             INSERT_TASK_UNDER_LIMIT, {**values, "tag_names": tag_names, "task_limit": limit}
@@ -243,7 +262,7 @@ def _apply_changes(
 
     now = utc_now()
     stored: dict[str, Any] = {**column_changes, "updated_at": now}
-    resolved = _resolve_tags(connection, user_id, changes["tags"]) if tags_changed else {}
+    resolved = _resolve_tags(connection, user_id, task_id, changes["tags"]) if tags_changed else {}
     if tags_changed:
         stored["tag_names"] = sort_tag_names(list(resolved.values()))
     send_with_next_statement(
