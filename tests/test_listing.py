@@ -20,6 +20,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import bearer, new_task
+from todo.tasks import listing as listing_module
 from todo.tasks import writes
 
 USER = "user-a"
@@ -364,6 +365,41 @@ def test_search_is_a_literal_case_insensitive_substring(
     assert len(body["data"]) == body["total"] == len(expected)
     params = [("search", search)]
     assert [t["id"] for t in body["data"]] == reference_listing(created, params)
+
+
+@pytest.mark.parametrize(("search", "kind"), [
+    ("milk", "indexed"), ("a1b2c", "indexed"), ("BUY m", "indexed"), ("ßßß", "indexed"),
+    ("50%", "scanned"), ("%" * 200, "scanned"), ("_" * 200, "scanned"), ("a b c", "scanned"),
+    ("ab", "scanned"), ("a_b_c", "scanned"), ("h\\t", "scanned"),
+])
+def test_searches_the_trigram_indexes_cannot_narrow_are_scanned(search: str, kind: str) -> None:
+    assert listing_module.search_kind(search) == kind
+
+
+UNICODE_SPECS = [
+    {"title": "Straße fegen", "description": "STRASSE"},
+    {"title": "ÉTÉ", "description": "été"},
+    {"title": "ΣΟΦΊΑ", "description": "σοφία"},
+    {"title": "İstanbul", "description": "istanbul"},
+    {"title": "%%%", "description": "___"},
+]
+
+
+@pytest.mark.parametrize("search", [
+    "ß", "SS", "é", "É", "Σ", "σ", "ς", "i̇", "İ", "%%", "__", "50%", "h\\t", "_", "milk",
+    "STRASSE", "été", "ΣΟΦ", "Stra", "ß" * 200, "%" * 200,
+])
+def test_the_scanned_fast_path_answers_what_ilike_answers(
+    client: FlaskClient, clock: Clock, monkeypatch: pytest.MonkeyPatch, search: str
+) -> None:
+    """The same search, run once as ILIKE (the indexed form) and once as
+    `lower(column) LIKE lower(pattern)` (the scanned fast path), gives the same page."""
+    make_tasks(client, clock, *enumerate(SEARCH_SPECS + UNICODE_SPECS))
+    pages = []
+    for kind in ("indexed", "scanned"):
+        monkeypatch.setattr(listing_module, "search_kind", lambda text, kind=kind: kind)
+        pages.append(ok_page(client, {"search": search}))
+    assert pages[0] == pages[1]
 
 
 def test_search_length_limit(client: FlaskClient) -> None:
