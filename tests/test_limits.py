@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
+import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import bearer, make_config, serve
 from todo import create_app
+from todo.extensions import db
 
 
 @pytest.fixture
@@ -120,3 +124,37 @@ def test_default_caps_are_documented_values(database_url):
     config = create_app(make_config(database_url)).config
     assert (config["MAX_TASKS_PER_USER"], config["MAX_TAGS_PER_USER"]) == (10_000, 500)
     assert config["MAX_CONTENT_LENGTH"] == 64 * 1024
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "pgbouncer"])
+def test_a_search_is_cancelled_at_its_own_shorter_time_limit(app_config, backend):
+    """The costliest search: a pattern that matches 199 characters of every 1,000-character
+    description before failing (LIKE's backtracking). At 10,000 such tasks it ran 2 s; here
+    3,000 tasks and a 50 ms limit for searches, while other reads keep the 5 s one."""
+    app = create_app({**app_config, "DB_SEARCH_TIMEOUT_MS": 50})
+    user, now = "searcher", "2026-01-01T00:00:00Z"
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO users (id, created_at) VALUES (:u, :t)"), {"u": user, "t": now})
+        connection.execute(
+            sa.text("INSERT INTO tasks (id, user_id, title, description, completed, priority,"
+                    " created_at, updated_at, tag_names) VALUES (:id, :u, :title, :d, false,"
+                    " 'Medium', :t, :t, '[]')"),
+            [{"id": uuid.uuid4(), "u": user, "title": "." * 200, "d": "." * 1000, "t": now}
+             for _ in range(3000)],
+        )
+    client = app.test_client()
+    started = time.perf_counter()
+    response = client.get(f"/api/{user}/tasks", query_string={"search": "." * 199 + ","},
+                          headers=bearer(user))
+    elapsed = time.perf_counter() - started
+    body = problem(response, 503)
+    assert response.headers["Retry-After"] and "too slow" in body["detail"]
+    assert elapsed < 2, elapsed
+    assert client.get(f"/api/{user}/tasks", headers=bearer(user)).get_json()["total"] == 3000
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_default_search_time_limit_is_a_fifth_of_the_statement_limit(database_url):
+    config = create_app(make_config(database_url)).config
+    assert (config["DB_SEARCH_TIMEOUT_MS"], config["DB_STATEMENT_TIMEOUT_MS"]) == (1000, 5000)

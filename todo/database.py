@@ -7,7 +7,8 @@ network hop to Neon), so requests talk to it like this:
 - a read (`read_connection`) runs in autocommit: one statement, one implicit transaction;
 - a write (`write_transaction`) sends `BEGIN` in the same query string as its first
   statement instead of on its own, and `COMMIT` at the end;
-- the first statement of every transaction carries `SET LOCAL statement_timeout`;
+- the first statement of every transaction carries `SET LOCAL statement_timeout` (a read
+  may ask for a shorter one, as searches do);
 - a statement whose result nothing needs (`send_with_next_statement`, e.g. the per-user
   lock) travels with the statement after it.
 
@@ -35,6 +36,8 @@ from todo.extensions import db
 
 BEGIN_PENDING = "todo.begin_pending"
 QUEUED_STATEMENTS = "todo.queued_statements"
+# Execution option: this connection's statement timeout, instead of DB_STATEMENT_TIMEOUT_MS.
+STATEMENT_TIMEOUT_MS = "todo_statement_timeout_ms"
 SERVER_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 # Connection refused or lost, pool exhausted, statement timeout, lock timeout, deadlock:
@@ -89,7 +92,12 @@ def _install_statement_prefixes(engine: Engine, timeout_ms: int) -> None:
         info = connection.info
         prefixes = ["BEGIN"] if info.pop(BEGIN_PENDING, False) else []
         if cursor.connection.info.transaction_status == SERVER_IDLE:
-            prefixes.append(set_timeout)
+            options = context.execution_options if context is not None else {}
+            own_timeout = options.get(STATEMENT_TIMEOUT_MS)
+            prefixes.append(
+                set_timeout if own_timeout is None
+                else f"SET LOCAL statement_timeout = {int(own_timeout)}"
+            )
         for queued_statement, queued_parameters in info.pop(QUEUED_STATEMENTS, ()):
             inlined = cursor.mogrify(queued_statement, queued_parameters).decode()
             # psycopg2 %-formats the whole string when parameters are given.
@@ -128,9 +136,10 @@ def _compiled(
 
 
 @contextmanager
-def read_connection() -> Iterator[Connection]:
+def read_connection(statement_timeout_ms: int | None = None) -> Iterator[Connection]:
     """A pooled connection for a request that only reads, returned as soon as the reads are
-    done.
+    done; on PostgreSQL its statements are cancelled after `statement_timeout_ms` (default
+    `DB_STATEMENT_TIMEOUT_MS`).
 
     On PostgreSQL it runs in autocommit: each read is one statement and its own transaction,
     a single round trip instead of BEGIN, the query and ROLLBACK. Autocommit is switched with
@@ -143,6 +152,8 @@ def read_connection() -> Iterator[Connection]:
         if connection.dialect.name != "postgresql":
             yield connection
             return
+        if statement_timeout_ms is not None:
+            connection.execution_options(**{STATEMENT_TIMEOUT_MS: statement_timeout_ms})
         with _autocommit(connection):
             yield connection
 

@@ -124,7 +124,10 @@ class Tasks(MethodView):
     @documents_errors(blp, 400, 401, 403, 429, 503)
     def get(self, args: TaskListArgs, user_id: str) -> Response:
         """List tasks, with search, filters, sorting and pagination."""
-        with read_connection() as connection:
+        # A search can cost far more than other reads (a pattern tested against every task of
+        # the user), so it gets a shorter time limit: the bound on what one request can cost.
+        timeout = current_app.config["DB_SEARCH_TIMEOUT_MS"] if args.search else None
+        with read_connection(statement_timeout_ms=timeout) as connection:
             body = list_page(connection, user_id, args)
         return current_app.response_class(body, mimetype="application/json")
 
