@@ -42,6 +42,23 @@ def test_options_without_a_preflight_is_204_with_allow_and_no_body(client, path)
     assert "GET" in response.headers["Allow"].split(", ")
 
 
+@pytest.mark.parametrize("query", ["\x80", "limit=5&\xff", "search=\xc3"])
+def test_a_query_string_that_is_not_utf8_is_400(client, query):
+    """Bytes a server passes through undecoded (not percent-encoded): werkzeug's strict
+    decoding of them was a 500."""
+    response = client.get("/", environ_overrides={"PATH_INFO": "/api/user-a/tasks", "QUERY_STRING": query},
+                          headers=bearer())
+    body = assert_problem(response, 400)
+    assert "UTF-8" in body["detail"]
+
+
+def test_a_raw_utf8_query_string_is_read_as_utf8(client):
+    raw = "search=é".encode().decode("latin-1")  # as a WSGI server hands it over
+    response = client.get("/", environ_overrides={"PATH_INFO": "/api/user-a/tasks", "QUERY_STRING": raw},
+                          headers=bearer())
+    assert response.status_code == 200
+
+
 def test_wrong_method_is_405_with_allow(client):
     response = client.delete("/api/user-a/tasks", headers=bearer())
     assert_problem(response, 405)

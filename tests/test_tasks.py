@@ -477,6 +477,7 @@ def test_delete_is_204_with_an_empty_body_and_the_task_is_gone(client: FlaskClie
 
     assert response.status_code == 204
     assert response.get_data() == b""
+    assert "Content-Type" not in response.headers  # not werkzeug's default text/html
     assert_problem(client.get(task_url(task["id"]), headers=bearer()), 404)
     assert listed_ids(client) == {kept["id"]}
 

@@ -11,6 +11,8 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.routing import Map
 
+from todo.responses import no_content
+
 COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
@@ -40,7 +42,6 @@ class TodoFlask(Flask):
     def make_default_options_response(self) -> Response:
         """`OPTIONS` (CORS preflights included): 204 with `Allow` and no body. Flask's own
         answer is a 200 with an empty `text/html` body."""
-        allow = super().make_default_options_response().headers["Allow"]
-        response = self.response_class(status=204, headers={"Allow": allow})
-        del response.headers["Content-Type"]
+        response = no_content()
+        response.headers["Allow"] = super().make_default_options_response().headers["Allow"]
         return response

@@ -12,7 +12,7 @@ from flask.views import MethodView
 from todo.api import Blueprint, documents_errors
 from todo.database import read_connection
 from todo.problems import ProblemError
-from todo.responses import json_response
+from todo.responses import json_response, no_content
 from todo.tasks import queries, writes
 from todo.tasks.listing import TaskListArgs, list_page
 from todo.tasks.representation import TaskJSON, task_etag
@@ -181,7 +181,7 @@ class TaskById(MethodView):
     def delete(self, user_id: str, task_id: str) -> Response:
         """Delete a task."""
         writes.delete_task(user_id, parse_task_id(task_id), if_match_header())
-        return Response(status=204)
+        return no_content()
 
 
 @blp.route("/<task_id>/complete", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
