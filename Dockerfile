@@ -1,6 +1,9 @@
 # todo-api production image: gunicorn serving wsgi:app as a non-root user.
 #   docker build -t todo-api .
-#   docker run -p 8000:8000 -e DATABASE_URL=... -e BETTER_AUTH_SECRET=... -e MIGRATE_ON_START=1 todo-api
+#   docker run -p 8000:8000 -e DATABASE_URL=... -e BETTER_AUTH_SECRET=... \
+#       -e RATELIMIT_STORAGE_URI=redis://... -e MIGRATE_ON_START=1 todo-api
+# compose.yaml runs it with PostgreSQL and Redis. Several workers refuse to start with
+# rate-limit counters in process memory (RATELIMIT_STORAGE_URI's default).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -62,6 +62,17 @@ def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: i
     return value
 
 
+def _bool_setting(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _list_setting(environ: Mapping[str, str], name: str, default: str = "") -> list[str]:
     raw = environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
@@ -119,6 +130,23 @@ def _check_production(config: Mapping[str, Any]) -> None:
         )
 
 
+def check_server_processes(config: Mapping[str, Any], processes: int) -> None:
+    """Refuse, in production, settings that only hold within one process when `processes`
+    serve the app (gunicorn's workers). Called by gunicorn.conf.py before any worker starts."""
+    per_process_limits = (
+        config["RATELIMIT_ENABLED"]
+        and config["RATELIMIT_STORAGE_URI"].startswith("memory://")
+        and not config["RATELIMIT_ALLOW_PER_PROCESS"]
+    )
+    if config["APP_ENV"] == "production" and processes > 1 and per_process_limits:
+        raise ConfigError(
+            f"RATELIMIT_STORAGE_URI is memory:// with {processes} workers, so each would count"
+            f" on its own and let every user through {processes} times the limit; set"
+            " RATELIMIT_STORAGE_URI=redis://... (or RATELIMIT_ALLOW_PER_PROCESS=true);"
+            " refusing to start"
+        )
+
+
 def load_config(
     environment: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -159,6 +187,7 @@ def load_config(
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, env),
         "DB_STATEMENT_TIMEOUT_MS": _int_setting(env, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
+        "DB_SEARCH_TIMEOUT_MS": _int_setting(env, "DB_SEARCH_TIMEOUT_MS", 1000, minimum=1),
         "DB_RETRY_AFTER_SECONDS": _int_setting(env, "DB_RETRY_AFTER_SECONDS", 5, minimum=1),
         "DB_PING_AFTER_IDLE_SECONDS": _int_setting(env, "DB_PING_AFTER_IDLE_SECONDS", 10),
         "BETTER_AUTH_SECRET": secret,
@@ -173,6 +202,7 @@ def load_config(
         "MAX_TAGS_PER_USER": _int_setting(env, "MAX_TAGS_PER_USER", 500, minimum=1),
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "true").strip().lower() != "false",
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://").strip(),
+        "RATELIMIT_ALLOW_PER_PROCESS": _bool_setting(env, "RATELIMIT_ALLOW_PER_PROCESS", False),
         # Not flask-limiter's own RATELIMIT_DEFAULT: these are shared by all endpoints.
         "RATELIMIT_PER_USER": env.get("RATELIMIT_PER_USER", "600 per minute").strip(),
         "RATELIMIT_WRITES_PER_USER": env.get("RATELIMIT_WRITES_PER_USER", "120 per minute")

@@ -19,7 +19,10 @@ vs 192-231 ms, create 193-283 ms vs 256-448 ms).
 import multiprocessing
 import os
 import resource
+import sys
+from typing import Any
 
+from config import ConfigError, check_server_processes, load_config
 from todo.serving.worker import BufferedThreadWorker
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
@@ -58,11 +61,19 @@ limit_request_line = 0
 limit_request_field_size = 64 * 1024
 
 
-def on_starting(server: object) -> None:
-    """A socket per connection: let the workers use as many descriptors as the system allows."""
+def on_starting(server: Any) -> None:
+    """Before any worker boots: refuse, in one line, settings the app refuses (config.py),
+    as gunicorn would otherwise replace a worker that exits while booting over and over (here
+    the real worker count is known, so rate limits counted per process are refused too); and
+    let the workers use as many descriptors as the system allows, one per connection."""
+    try:
+        check_server_processes(load_config(), server.cfg.workers)
+    except ConfigError as error:
+        sys.exit(f"todo-api: configuration error: {error}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
 
 # The app writes its own structured access log (one JSON line per request).
 accesslog = None

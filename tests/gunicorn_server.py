@@ -23,6 +23,36 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+COMMAND = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+
+
+def environment(database_url: str, port: int, **environ: str) -> dict[str, str]:
+    """A production environment with two workers and no rate limits, plus `environ`."""
+    return {
+        **os.environ,
+        "APP_ENV": "production",
+        "DATABASE_URL": database_url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "ALLOWED_ORIGINS": "http://localhost:3000",
+        "RATELIMIT_ENABLED": "false",
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "4",
+        "LOG_LEVEL": "WARNING",
+        **environ,
+    }
+
+
+def refusal(database_url: str, **environ: str) -> tuple[int, str]:
+    """Start gunicorn with settings it must refuse; its exit code and output (it is killed,
+    and the test fails, if it is still running after 20 s)."""
+    result = subprocess.run(
+        COMMAND, cwd=ROOT, env=environment(database_url, _free_port(), **environ),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=20,
+    )
+    return result.returncode, result.stdout
+
+
 class Gunicorn:
     """gunicorn serving `wsgi:app` with the shipped config and a production environment;
     `environ` overrides variables. Its output (the JSON request log) is kept for `output()`."""
@@ -31,22 +61,9 @@ class Gunicorn:
         self.port = _free_port()
         self.log_path = Path(tempfile.mkstemp(prefix="todo-gunicorn-", suffix=".log")[1])
         self.log_file = self.log_path.open("w")
-        env = {
-            **os.environ,
-            "APP_ENV": "production",
-            "DATABASE_URL": database_url,
-            "BETTER_AUTH_SECRET": SECRET,
-            "ALLOWED_ORIGINS": "http://localhost:3000",
-            "RATELIMIT_ENABLED": "false",
-            "BIND": f"127.0.0.1:{self.port}",
-            "WEB_CONCURRENCY": "2",
-            "GUNICORN_THREADS": "4",
-            "LOG_LEVEL": "WARNING",
-            **environ,
-        }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
+            COMMAND, cwd=ROOT, env=environment(database_url, self.port, **environ),
+            stdout=self.log_file, stderr=subprocess.STDOUT,
         )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 20

@@ -5,6 +5,7 @@ Groups, in order:
 - the scheme word, accepted HMAC algorithms, leeway, issuer and audience
 - JWKS: asymmetric algorithms, key lookup and refetching, algorithm confusion, outages
 - public endpoints and CORS, oversized tokens, tokens outside `Authorization`
+- any JSON value in any header field or claim: 401, never a 500
 - the verified-claims cache never outlives `exp`
 """
 
@@ -64,6 +65,7 @@ KEY_MISMATCH = "does not match its key"
 ISSUER_REFUSED = "issuer is not accepted"
 AUDIENCE_REFUSED = "audience is not accepted"
 HS_REFUSED = "shared secret are not accepted"
+NUMERIC_DATE = "must be a numericdate"
 ASYMMETRIC_REFUSED = "public keys are not accepted"
 
 
@@ -948,7 +950,7 @@ def test_cors_preflight_needs_no_token(client: FlaskClient) -> None:
             "Access-Control-Request-Headers": "authorization, content-type",
         },
     )
-    assert response.status_code == 200
+    assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
     allowed = response.headers["Access-Control-Allow-Headers"].lower()
@@ -1016,6 +1018,99 @@ def test_token_in_a_cookie_is_not_accepted(client: FlaskClient, cookie: str) -> 
 def test_token_in_the_query_string_is_not_accepted(client: FlaskClient) -> None:
     response = client.get(f"/api/{OWNER}/tasks?access_token={make_token()}")
     assert_unauthorized(response, token_sent=False)
+
+
+# ---------------------------------------------------------------- any JSON value, anywhere
+
+# Every JSON type, and values that trip up Python: unhashable, huge, not finite, NUL.
+JSON_ODDITIES = [
+    None, True, False, 0, -1, 1.5, 10**400, float("nan"), float("inf"), "", "x", "a\x00b",
+    [], ["HS256"], {}, {"alg": "HS256"},
+]
+
+
+def short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 20 else f"{text[:8]}...({len(text)} chars)"
+
+
+def test_the_issues_token_with_a_list_as_alg_is_401(client: FlaskClient) -> None:
+    response = get_tasks(client, "eyJhbGciOlsiSFMyNTYiXX0.e30.c2ln")  # {"alg": ["HS256"]}
+    assert_rejected(response, ALGORITHM_REFUSED)
+
+
+@pytest.mark.parametrize("field", ["alg", "kid", "typ", "cty", "crit", "b64", "jku", "jwk"])
+def test_any_json_value_in_any_header_field_is_401_without_a_key(
+    make_client: Callable[..., FlaskClient], field: str
+) -> None:
+    """Forged (no key needed): the service must refuse it before anything else could fail."""
+    client = make_client(JWT_JWKS_URL="http://127.0.0.1:1/jwks")  # both key families on
+    for value in JSON_ODDITIES:
+        header = {"alg": "HS256", "kid": "k", field: value}
+        response = get_tasks(client, hmac_token(header, claims(), b"not-the-secret"))
+        assert response.status_code == 401, (header, response.get_data(as_text=True))
+        assert_unauthorized(response)
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_time_claims_must_be_numbers_even_when_signed(client: FlaskClient, claim: str) -> None:
+    for value in JSON_ODDITIES:
+        token = hmac_token({"alg": "HS256"}, {**claims(), claim: value}, SECRET.encode())
+        response = get_tasks(client, token)
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e10:
+            # A number: a real date, checked as one (`0` and `1.5` are long past).
+            assert response.status_code in (200, 401), (value, response.get_json())
+            continue
+        assert response.status_code == 401, (value, response.get_data(as_text=True))
+        missing = value is None and claim == "exp"  # PyJWT's `require`: null is absent
+        assert_rejected(response, "lacks the required 'exp'" if missing else NUMERIC_DATE)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9999999999", "1e10", ["in-ten-minutes"], {"$date": "in-ten-minutes"}, 10**400, 1e300],
+    ids=short_repr,
+)
+def test_exp_as_a_string_or_beyond_year_9999_is_401(client: FlaskClient, value: Any) -> None:
+    if "in-ten-minutes" in json.dumps(value):  # a valid date, wrapped
+        value = json.loads(json.dumps(value).replace('"in-ten-minutes"', str(now() + 600)))
+    token = hmac_token({"alg": "HS256"}, {**claims(), "exp": value}, SECRET.encode())
+    assert_rejected(get_tasks(client, token), NUMERIC_DATE)
+
+
+@pytest.mark.parametrize(
+    ("sub", "path_user"),
+    [
+        pytest.param("a\x00b", "a%00b", id="nul"),
+        pytest.param("\ud800", OWNER, id="unpaired-surrogate"),
+        pytest.param("a\udc00b", "a%ED%B0%80b", id="unpaired-low-surrogate"),
+    ],
+)
+def test_signed_subject_that_cannot_be_stored_is_401(
+    client: FlaskClient, sub: str, path_user: str
+) -> None:
+    """Only someone with the secret can send these; still a 401, never a database error."""
+    token = hmac_token({"alg": "HS256"}, claims(sub), SECRET.encode())
+    for response in (
+        client.get(f"/api/{path_user}/tasks", headers=authorization(token)),
+        client.post(f"/api/{path_user}/tasks", json={"title": "x"}, headers=authorization(token)),
+    ):
+        assert_rejected(response, SUBJECT)
+
+
+@pytest.mark.parametrize("claim", ["sub", "iss", "aud", "jti"])
+def test_any_json_value_in_other_claims_is_401_or_accepted_never_500(
+    strict_client: FlaskClient, claim: str
+) -> None:
+    for value in JSON_ODDITIES:
+        payload = {**claims(), "iss": ISSUER, "aud": AUDIENCE, claim: value}
+        token = hmac_token({"alg": "HS256"}, payload, SECRET.encode())
+        response = get_tasks(strict_client, token)
+        assert response.status_code in (200, 401, 403), (value, response.get_data(as_text=True))
+        if response.status_code == 401:
+            assert_unauthorized(response)
+        elif response.status_code == 403:  # a valid `sub` that is not this path's user
+            assert_problem(response, 403)
 
 
 # ---------------------------------------------------------------- the verified-claims cache

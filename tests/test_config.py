@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from config import ConfigError, load_config, normalize_database_url
+from config import ConfigError, check_server_processes, load_config, normalize_database_url
 
 STRONG_SECRET = "s" * 32
 
@@ -120,6 +120,39 @@ class TestProduction:
         with pytest.raises(ConfigError) as error:
             load_config("production", environ=self.base())
         assert "\n" not in str(error.value)
+
+
+class TestServerProcesses:
+    """gunicorn.conf.py asks before starting its workers (tests/test_rate_limit.py runs it)."""
+
+    def config(self, environment: str = "production", **environ: str) -> dict:
+        return load_config(environment, environ={
+            "DATABASE_URL": "postgresql://u@h/db", "BETTER_AUTH_SECRET": STRONG_SECRET, **environ,
+        })
+
+    def test_refuses_per_process_rate_limits_with_several_workers(self):
+        with pytest.raises(ConfigError, match=r"memory:// with 4 workers.*4 times the limit"):
+            check_server_processes(self.config(), 4)
+
+    @pytest.mark.parametrize("environ", [
+        {"RATELIMIT_STORAGE_URI": "redis://redis:6379/0"},
+        {"RATELIMIT_ALLOW_PER_PROCESS": "true"},
+        {"RATELIMIT_ENABLED": "false"},
+    ])
+    def test_accepts_shared_counters_an_explicit_opt_out_or_no_limits(self, environ):
+        check_server_processes(self.config(**environ), 4)
+
+    def test_accepts_one_process_and_other_environments(self):
+        check_server_processes(self.config(), 1)
+        check_server_processes(self.config("testing"), 4)
+
+    @pytest.mark.parametrize(("raw", "value"), [("", False), ("TRUE", True), ("1", True), ("no", False)])
+    def test_the_opt_out_is_a_boolean(self, raw, value):
+        assert self.config(RATELIMIT_ALLOW_PER_PROCESS=raw)["RATELIMIT_ALLOW_PER_PROCESS"] is value
+
+    def test_a_misspelt_opt_out_is_refused(self):
+        with pytest.raises(ConfigError, match="RATELIMIT_ALLOW_PER_PROCESS must be true or false"):
+            self.config(RATELIMIT_ALLOW_PER_PROCESS="ture")
 
 
 def test_development_generates_and_keeps_a_secret(tmp_path: Path):

@@ -11,15 +11,19 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import flask_migrate
 import pytest
+import yaml
 
+from config import check_server_processes, load_config
 from tests.conftest import make_config, make_token
 from tests.gunicorn_server import ROOT, Gunicorn
 from todo import create_app
@@ -80,6 +84,21 @@ def test_a_head_over_the_servers_limit_is_a_431_problem(gunicorn):
     assert json.loads(body)["status"] == 431
 
 
+def test_gunicorns_own_warnings_are_logged_after_the_app_has_loaded(gunicorn):
+    """A NUL byte in a header makes gunicorn log a warning from the worker, in its own
+    format (`%(process)d`); it must come out as a line, not as a "Logging error" block."""
+    with socket.create_connection(("127.0.0.1", gunicorn.port), timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Odd: a\x00b\r\n\r\n")
+        assert connection.recv(100).startswith(b"HTTP/1.1 400")
+    deadline = time.monotonic() + 10
+    while "Invalid request from ip=" not in gunicorn.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    output = gunicorn.output()
+    warning = next(line for line in output.splitlines() if "Invalid request from ip=" in line)
+    assert re.match(r"\[.+\] \[\d+\] \[WARNING\] Invalid request from ip=127\.0\.0\.1", warning)
+    assert "Logging error" not in output
+
+
 def test_dockerfile_healthcheck_command_passes_against_the_server(gunicorn):
     healthcheck = re.search(r"HEALTHCHECK .*?CMD (\[.*?\])\s*$", DOCKERFILE, re.S | re.M)
     assert healthcheck, "the Dockerfile must declare a HEALTHCHECK"
@@ -101,6 +120,18 @@ def test_dockerfile_runs_as_non_root_with_a_health_check():
     assert "/health" in DOCKERFILE.split("HEALTHCHECK", 1)[1]
     assert 'ENTRYPOINT ["/app/docker-entrypoint.sh"]' in DOCKERFILE
     assert "useradd" in DOCKERFILE
+
+
+def test_compose_runs_several_workers_with_rate_limits_shared_in_redis():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    api = compose["services"]["api"]
+    assert api["build"] == "." and "redis" in api["depends_on"] and "redis" in compose["services"]
+    environ = {name: str(value) for name, value in api["environment"].items()}
+    assert environ["RATELIMIT_STORAGE_URI"] == "redis://redis:6379/0"
+    environ["BETTER_AUTH_SECRET"] = "s" * 32  # compose takes it from the host's environment
+    config = load_config("production", environ=environ)
+    check_server_processes(config, 8)  # does not refuse, however many workers
+    assert config["RATELIMIT_ENABLED"] is True
 
 
 @pytest.fixture

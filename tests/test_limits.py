@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
+import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import bearer, make_config, serve
 from todo import create_app
+from todo.extensions import db
 
 
 @pytest.fixture
@@ -41,7 +45,7 @@ def test_tag_cap_per_user_is_409_and_changes_nothing(client):
     task_id = created.get_json()["id"]
     body = problem(client.post("/api/capped/tasks", json={"title": "u", "tags": ["d", "e"]}, headers=bearer("capped")), 409)
     assert "at most 4 distinct tags" in body["detail"]
-    problem(client.patch(f"/api/capped/tasks/{task_id}", json={"title": "changed", "tags": ["a", "x", "y"]},
+    problem(client.patch(f"/api/capped/tasks/{task_id}", json={"title": "changed", "tags": ["a", "w", "x", "y", "z"]},
                          headers=bearer("capped")), 409)
     task = client.get(f"/api/capped/tasks/{task_id}", headers=bearer("capped")).get_json()
     assert (task["title"], task["tags"]) == ("t", ["a", "b", "c"])
@@ -50,6 +54,26 @@ def test_tag_cap_per_user_is_409_and_changes_nothing(client):
     assert client.post("/api/capped/tasks", json={"title": "v", "tags": ["A", "d"]}, headers=bearer("capped")).status_code == 201
     assert client.patch(f"/api/capped/tasks/{task_id}", json={"tags": ["a"]}, headers=bearer("capped")).status_code == 200
     assert client.post("/api/capped/tasks", json={"title": "w", "tags": ["e", "f"]}, headers=bearer("capped")).status_code == 201
+
+
+def test_tags_a_write_removes_do_not_count_against_the_cap(client):
+    """At 4 of 4 tags, replacing a task's 3 tags with 3 new ones leaves 4 in use: allowed.
+    (The cap once counted the tags the same write was dropping: 4 + 3 > 4, a 409.)"""
+    user, headers = "capped", bearer("capped")
+    replaced = client.post(f"/api/{user}/tasks", json={"title": "t", "tags": ["a", "b", "c"]}, headers=headers)
+    assert client.post(f"/api/{user}/tasks", json={"title": "u", "tags": ["d", "a"]}, headers=headers).status_code == 201
+    url = f"/api/{user}/tasks/{replaced.get_json()['id']}"
+
+    response = client.patch(url, json={"tags": ["x", "y", "a"]}, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["tags"] == ["a", "x", "y"]
+    tags = client.get(f"/api/{user}/tags", headers=headers).get_json()
+    assert sorted(tag["name"] for tag in tags) == ["a", "d", "x", "y"]
+    # Dropping `a` frees nothing while another task still uses it: d, a (u) + x, y, z is 5.
+    problem(client.patch(url, json={"tags": ["x", "y", "z"]}, headers=headers), 409)
+    problem(client.post(f"/api/{user}/tasks", json={"title": "v", "tags": ["z"]}, headers=headers), 409)
+    assert client.patch(url, json={"tags": ["z"]}, headers=headers).status_code == 200  # d, a, z
+    assert client.post(f"/api/{user}/tasks", json={"title": "w", "tags": ["q"]}, headers=headers).status_code == 201
 
 
 @pytest.mark.parametrize("depth", [50, 5000])
@@ -100,3 +124,37 @@ def test_default_caps_are_documented_values(database_url):
     config = create_app(make_config(database_url)).config
     assert (config["MAX_TASKS_PER_USER"], config["MAX_TAGS_PER_USER"]) == (10_000, 500)
     assert config["MAX_CONTENT_LENGTH"] == 64 * 1024
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "pgbouncer"])
+def test_a_search_is_cancelled_at_its_own_shorter_time_limit(app_config, backend):
+    """The costliest search: a pattern that matches 199 characters of every 1,000-character
+    description before failing (LIKE's backtracking). At 10,000 such tasks it ran 2 s; here
+    3,000 tasks and a 50 ms limit for searches, while other reads keep the 5 s one."""
+    app = create_app({**app_config, "DB_SEARCH_TIMEOUT_MS": 50})
+    user, now = "searcher", "2026-01-01T00:00:00Z"
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO users (id, created_at) VALUES (:u, :t)"), {"u": user, "t": now})
+        connection.execute(
+            sa.text("INSERT INTO tasks (id, user_id, title, description, completed, priority,"
+                    " created_at, updated_at, tag_names) VALUES (:id, :u, :title, :d, false,"
+                    " 'Medium', :t, :t, '[]')"),
+            [{"id": uuid.uuid4(), "u": user, "title": "." * 200, "d": "." * 1000, "t": now}
+             for _ in range(3000)],
+        )
+    client = app.test_client()
+    started = time.perf_counter()
+    response = client.get(f"/api/{user}/tasks", query_string={"search": "." * 199 + ","},
+                          headers=bearer(user))
+    elapsed = time.perf_counter() - started
+    body = problem(response, 503)
+    assert response.headers["Retry-After"] and "too slow" in body["detail"]
+    assert elapsed < 2, elapsed
+    assert client.get(f"/api/{user}/tasks", headers=bearer(user)).get_json()["total"] == 3000
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_default_search_time_limit_is_a_fifth_of_the_statement_limit(database_url):
+    config = create_app(make_config(database_url)).config
+    assert (config["DB_SEARCH_TIMEOUT_MS"], config["DB_STATEMENT_TIMEOUT_MS"]) == (1000, 5000)

@@ -20,6 +20,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import bearer, new_task
+from todo.tasks import listing as listing_module
 from todo.tasks import writes
 
 USER = "user-a"
@@ -366,6 +367,41 @@ def test_search_is_a_literal_case_insensitive_substring(
     assert [t["id"] for t in body["data"]] == reference_listing(created, params)
 
 
+@pytest.mark.parametrize(("search", "kind"), [
+    ("milk", "indexed"), ("a1b2c", "indexed"), ("BUY m", "indexed"), ("ßßß", "indexed"),
+    ("50%", "scanned"), ("%" * 200, "scanned"), ("_" * 200, "scanned"), ("a b c", "scanned"),
+    ("ab", "scanned"), ("a_b_c", "scanned"), ("h\\t", "scanned"),
+])
+def test_searches_the_trigram_indexes_cannot_narrow_are_scanned(search: str, kind: str) -> None:
+    assert listing_module.search_kind(search) == kind
+
+
+UNICODE_SPECS = [
+    {"title": "Straße fegen", "description": "STRASSE"},
+    {"title": "ÉTÉ", "description": "été"},
+    {"title": "ΣΟΦΊΑ", "description": "σοφία"},
+    {"title": "İstanbul", "description": "istanbul"},
+    {"title": "%%%", "description": "___"},
+]
+
+
+@pytest.mark.parametrize("search", [
+    "ß", "SS", "é", "É", "Σ", "σ", "ς", "i̇", "İ", "%%", "__", "50%", "h\\t", "_", "milk",
+    "STRASSE", "été", "ΣΟΦ", "Stra", "ß" * 200, "%" * 200,
+])
+def test_the_scanned_fast_path_answers_what_ilike_answers(
+    client: FlaskClient, clock: Clock, monkeypatch: pytest.MonkeyPatch, search: str
+) -> None:
+    """The same search, run once as ILIKE (the indexed form) and once as
+    `lower(column) LIKE lower(pattern)` (the scanned fast path), gives the same page."""
+    make_tasks(client, clock, *enumerate(SEARCH_SPECS + UNICODE_SPECS))
+    pages = []
+    for kind in ("indexed", "scanned"):
+        monkeypatch.setattr(listing_module, "search_kind", lambda text, kind=kind: kind)
+        pages.append(ok_page(client, {"search": search}))
+    assert pages[0] == pages[1]
+
+
 def test_search_length_limit(client: FlaskClient) -> None:
     task = new_task(client, USER, title="x" * 200)
     body = ok_page(client, {"search": "x" * 200})
@@ -652,6 +688,17 @@ def test_pages_cover_the_listing_exactly_once(
     ("limit=abc", "limit"),
     ("limit=1.5", "limit"),
     ("limit=", "limit"),
+    # Python's int() reads these as 50, 5 or 5; the contract says out-of-set values are 400.
+    ("limit=5_0", "limit"),
+    ("limit=%2B5", "limit"),
+    ("limit=%205%20", "limit"),
+    ("limit=5%0A", "limit"),
+    ("limit=%D9%A5", "limit"),  # Arabic-Indic five
+    ("limit=%EF%BC%95", "limit"),  # fullwidth five
+    ("limit=%F0%9D%9F%93", "limit"),  # mathematical bold five
+    ("offset=1_0", "offset"),
+    ("offset=%2B0", "offset"),
+    ("offset=%D9%A0", "offset"),
     ("offset=-1", "offset"),
     ("offset=abc", "offset"),
     ("status=done", "status"),
@@ -665,6 +712,8 @@ def test_pages_cover_the_listing_exactly_once(
     ("due_to=2026-02-30", "due_to"),
     ("due_from=20260101", "due_from"),
     ("due_to=tomorrow", "due_to"),
+    ("due_from=2026-12-01%0A", "due_from"),
+    ("due_from=%D9%A2%D9%A0%D9%A2%D9%A6-12-01", "due_from"),  # Arabic-Indic digits
     (f"search={'s' * 201}", "search"),
     ("page=2", "page"),
     ("sort=title", "sort"),
@@ -705,7 +754,7 @@ def test_invalid_tag_filters_are_400(client: FlaskClient, query: str, parameter:
 
 
 @pytest.mark.parametrize("query", [
-    "limit=1", "limit=100", "offset=0", "offset=1000", "priority=hIgH", "priority=ALL",
+    "limit=1", "limit=100", "limit=007", "offset=0", "offset=1000", "priority=hIgH", "priority=ALL",
     "sort_direction=asc", f"search={'s' * 200}", f"tags={'t' * 50}", "due_from=2024-02-29",
 ])
 def test_boundary_values_are_accepted(client: FlaskClient, query: str) -> None:

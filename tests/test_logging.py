@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
+import threading
 
 from tests.conftest import SECRET, make_config, make_token
 from todo import create_app
@@ -63,3 +67,31 @@ def test_text_format_for_humans(database_url, capsys):
     assert "[human-1]" in line and "GET /health 200" in line
     with app.app_context():
         db.engine.dispose()
+
+
+# Every attribute a LogRecord documents: some formatter in the process may use any of them.
+EVERY_RECORD_ATTRIBUTE = (
+    "%(asctime)s %(created)f %(filename)s %(funcName)s %(levelname)s %(levelno)d %(lineno)d "
+    "%(module)s %(msecs)d %(name)s %(pathname)s %(process)d %(processName)s "
+    "%(relativeCreated)d %(thread)d %(threadName)s %(message)s"
+)
+
+
+def test_other_loggers_in_the_process_can_format_every_record_attribute(client):
+    """The app once switched off `logging.logProcesses` for the whole process, and gunicorn's
+    `%(process)d` lines then failed to format (a "Logging error" block instead)."""
+    client.get("/health")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(EVERY_RECORD_ATTRIBUTE))
+    logger = logging.getLogger("gunicorn.error.test")
+    logger.addHandler(handler)
+    try:
+        logger.warning("Invalid request from ip=127.0.0.1: Invalid HTTP Header")
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue()
+    assert line.endswith("Invalid request from ip=127.0.0.1: Invalid HTTP Header\n"), line
+    assert f" {os.getpid()} MainProcess " in line
+    assert f" {threading.get_ident()} {threading.current_thread().name} " in line
+    assert "test_other_loggers_in_the_process_can_format_every_record_attribute" in line

@@ -88,3 +88,19 @@ def test_missing_asset_is_404_problem(client):
     response = client.get("/docs/assets/nope.js")
     assert response.status_code == 404
     assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"If-Match": '"not-this-file"'}, 412),
+    ({"Range": "bytes=99999999-"}, 416),
+])
+@pytest.mark.parametrize("path", ["/docs/assets/swagger-ui.css", "/docs/swagger-initializer.js"])
+def test_failed_conditions_on_docs_files_are_problems(client, path, headers, status):
+    response = client.get(path, headers=headers)
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+
+
+def test_there_is_no_app_wide_static_route(client):
+    response = client.get("/static/swagger-initializer.js")
+    assert response.status_code == 404 and response.mimetype == "application/problem+json"

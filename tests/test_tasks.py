@@ -7,6 +7,7 @@ validation rules one by one are in test_validation.py.
 from __future__ import annotations
 
 import re
+import urllib.parse
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -190,6 +191,11 @@ NON_UUID_IDS = [
     f"{{{SOME_UUID}}}",
     f"urn:uuid:{SOME_UUID}",
     "g" * 8 + SOME_UUID[8:],
+    # `$` in a pattern also matches before a final newline.
+    f"{SOME_UUID}%0A",
+    f"{SOME_UUID}%0D%0A",
+    f"{SOME_UUID}%20",
+    f"%0A{SOME_UUID}",
 ]
 TASK_ID_ENDPOINTS = [
     ("GET", "", None),
@@ -211,7 +217,7 @@ def test_a_task_id_that_is_not_a_uuid_is_404(
     problem = assert_problem(send(client, method, url, body), 404)
 
     assert problem["title"] == "Not Found"
-    assert problem["instance"] == url
+    assert problem["instance"] == urllib.parse.unquote(url)
 
 
 @pytest.mark.parametrize(("method", "suffix", "body"), TASK_ID_ENDPOINTS)
@@ -471,6 +477,7 @@ def test_delete_is_204_with_an_empty_body_and_the_task_is_gone(client: FlaskClie
 
     assert response.status_code == 204
     assert response.get_data() == b""
+    assert "Content-Type" not in response.headers  # not werkzeug's default text/html
     assert_problem(client.get(task_url(task["id"]), headers=bearer()), 404)
     assert listed_ids(client) == {kept["id"]}
 

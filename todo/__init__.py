@@ -16,6 +16,7 @@ from todo import (
     cors,
     database,
     errors,
+    query_string,
     rate_limit,
     request_body,
     request_id,
@@ -43,7 +44,8 @@ API_SPEC_OPTIONS: dict[str, Any] = {
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from `config` (a dict like `config.load_config()` returns; by default
     the environment's)."""
-    app = TodoFlask(__name__, instance_relative_config=True)
+    # No app-wide static route: the docs blueprint serves the only static files.
+    app = TodoFlask(__name__, instance_relative_config=True, static_folder=None)
     app.config.update(load_config() if config is None else config)
     app.config.update(
         API_TITLE="todo-api",
@@ -56,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     access_log.init_app(app)
     request_id.init_app(app)
+    query_string.init_app(app)
     db.init_app(app)
     database.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIRECTORY))

@@ -37,13 +37,9 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(level: str, log_format: str) -> None:
-    # No formatter here shows the caller, thread or process, so the logging module need not
-    # work them out for every record (the logging HOWTO's "Optimization" switches; they are
-    # process-wide, and nothing else in the service logs those fields either).
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
+    # The logging HOWTO's "Optimization" switches (`logging.logProcesses = False`, ...) are
+    # not used: they are process-wide, and gunicorn's own format needs `%(process)d`. They
+    # saved 1.7 µs of a log call's 13 (0.1 % of a request).
     handler = StdoutHandler()
     if log_format == "json":
         handler.setFormatter(

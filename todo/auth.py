@@ -45,7 +45,14 @@ PUBLIC_ENDPOINTS = frozenset(
     }
 )
 JWKS_REFRESH_COOLDOWN_SECONDS = 60
-INVALID_SUBJECT = f"Token subject must be a string of 1-{USER_ID_MAX} characters."
+INVALID_SUBJECT = (
+    f"Token subject must be a string of 1-{USER_ID_MAX} characters, without NUL characters "
+    "or unpaired surrogates."
+)
+TIME_CLAIMS = ("exp", "nbf", "iat")
+# RFC 7519's NumericDate is a JSON number of seconds since 1970; this bound (9999-12-31) keeps
+# it within what floats and dates represent. PyJWT would also take "123", true and 10**400.
+LATEST_NUMERIC_DATE = 253_402_300_799
 
 
 class InvalidToken(Exception):
@@ -155,6 +162,8 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise InvalidToken("Token is malformed.") from None
         algorithm = header.get("alg")
+        if not isinstance(algorithm, str):  # a list or object is not even hashable
+            raise InvalidToken("Token algorithm is not accepted.")
         if algorithm in HMAC_ALGORITHMS:
             if not self.settings.secret:
                 raise InvalidToken("Tokens signed with a shared secret are not accepted.")
@@ -164,9 +173,9 @@ class TokenVerifier:
         else:
             raise InvalidToken("Token algorithm is not accepted.")
         claims = self._decode(token, key, algorithm)
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not 1 <= len(subject) <= USER_ID_MAX:
+        if not is_valid_subject(claims.get("sub")):
             raise InvalidToken(INVALID_SUBJECT)
+        check_time_claims(claims, self.settings.leeway_seconds)
         return claims
 
     def _public_key(self, header: dict[str, Any], algorithm: str) -> PyJWK:
@@ -195,13 +204,15 @@ class TokenVerifier:
                 algorithms=[algorithm],
                 issuer=settings.issuer or None,
                 audience=settings.audience or None,
-                leeway=settings.leeway_seconds,
-                options={"require": ["exp", "sub"], "verify_aud": bool(settings.audience)},
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": bool(settings.audience),
+                    # Checked by `check_time_claims`, which accepts numbers only.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("Token has expired.") from None
-        except jwt.ImmatureSignatureError:
-            raise InvalidToken("Token is not valid yet.") from None
         except jwt.InvalidIssuerError:
             raise InvalidToken("Token issuer is not accepted.") from None
         except jwt.InvalidAudienceError:
@@ -215,6 +226,41 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise InvalidToken("Token is invalid.") from None
         return claims
+
+
+def is_valid_subject(subject: Any) -> bool:
+    """A user id the service can store and compare: PostgreSQL refuses NUL characters, and
+    unpaired surrogates (which JSON's `\\ud800` escapes produce) cannot be encoded at all."""
+    if not isinstance(subject, str) or not 1 <= len(subject) <= USER_ID_MAX:
+        return False
+    if "\x00" in subject:
+        return False
+    try:
+        subject.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_time_claims(claims: dict[str, Any], leeway: float) -> None:
+    """`exp`, `nbf` and `iat` as PyJWT checks them, but only as JSON numbers (RFC 7519's
+    NumericDate); `InvalidToken` otherwise."""
+    for name in TIME_CLAIMS:
+        if name in claims and not _is_numeric_date(claims[name]):
+            raise InvalidToken(
+                f"Token claim '{name}' must be a NumericDate: a number of seconds since 1970."
+            )
+    now = time.time()
+    if claims["exp"] <= now - leeway:
+        raise InvalidToken("Token has expired.")
+    if any(name in claims and claims[name] > now + leeway for name in ("nbf", "iat")):
+        raise InvalidToken("Token is not valid yet.")
+
+
+def _is_numeric_date(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 <= value <= LATEST_NUMERIC_DATE  # False for NaN and infinities too
 
 
 class SigningKeysUnavailable(ProblemError):

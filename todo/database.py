@@ -55,13 +55,17 @@ class Settings:
     timeout_prefix: str
 
 
+def timeout_prefix(milliseconds: int) -> str:
+    return f"SET LOCAL statement_timeout = {int(milliseconds)}; "
+
+
 def init_app(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
     timeout_ms = int(app.config["DB_STATEMENT_TIMEOUT_MS"])
     postgresql = engine.dialect.name == "postgresql"
     app.extensions["todo.database"] = Settings(
-        timeout_prefix=f"SET LOCAL statement_timeout = {timeout_ms}; " if postgresql else ""
+        timeout_prefix=timeout_prefix(timeout_ms) if postgresql else ""
     )
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
@@ -239,10 +243,15 @@ def _pooled_connection(autocommit: bool) -> Iterator[tuple[Any, Dialect, Setting
 
 
 @contextmanager
-def reading() -> Iterator[Reads]:
-    """A pooled connection for a request's reads, returned as soon as they are done."""
+def reading(statement_timeout_ms: int | None = None) -> Iterator[Reads]:
+    """A pooled connection for a request's reads, returned as soon as they are done. On
+    PostgreSQL its statements are cancelled after `statement_timeout_ms` (default
+    `DB_STATEMENT_TIMEOUT_MS`)."""
     with _pooled_connection(autocommit=True) as (pooled, dialect, settings):
-        yield Reads(pooled, dialect, settings.timeout_prefix)
+        prefix = settings.timeout_prefix
+        if statement_timeout_ms is not None and prefix:
+            prefix = timeout_prefix(statement_timeout_ms)
+        yield Reads(pooled, dialect, prefix)
 
 
 @contextmanager

@@ -12,6 +12,8 @@ from pathlib import Path
 import flask_swagger_ui
 from flask import Blueprint, Response, send_from_directory, url_for
 
+from todo.problems import problem_response
+
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -51,9 +53,19 @@ def swagger_ui() -> Response:
 
 @blp.get("/swagger-initializer.js")
 def swagger_initializer() -> Response:
-    return send_from_directory(STATIC_DIR, "swagger-initializer.js", max_age=300)
+    return static_file(STATIC_DIR, "swagger-initializer.js", max_age=300)
 
 
 @blp.get("/assets/<path:filename>")
 def swagger_ui_asset(filename: str) -> Response:
-    return send_from_directory(SWAGGER_UI_DIST, filename, max_age=86400)
+    return static_file(SWAGGER_UI_DIST, filename, max_age=86400)
+
+
+def static_file(directory: Path, filename: str, max_age: int) -> Response:
+    """The file, or a problem when the request's conditions fail: werkzeug answers a
+    non-matching `If-Match` with status 412 on the file's own response."""
+    response = send_from_directory(directory, filename, max_age=max_age)
+    if response.status_code < 400:
+        return response
+    response.close()
+    return problem_response(response.status_code, "The file does not match If-Match.")

@@ -8,12 +8,12 @@ import uuid
 from flask import Flask, Response, g, request
 
 HEADER = "X-Request-ID"
-SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def assign_request_id() -> None:
     offered = request.headers.get(HEADER, "")
-    g.request_id = offered if SANE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+    g.request_id = offered if SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
 
 
 def echo_request_id(response: Response) -> Response:

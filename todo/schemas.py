@@ -106,16 +106,31 @@ class StrictBoolean(fields.Boolean):
         raise self.make_error("invalid")
 
 
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Patterns are matched whole (`fullmatch`): `$` also matches before a final newline, and `\d`
+# matches every script's digits.
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 class IsoDate(fields.Date):
     """Exactly `YYYY-MM-DD` (Python would also accept `20261201` and week dates)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
-        if not isinstance(value, str) or not ISO_DATE.match(value):
+        if not isinstance(value, str) or not ISO_DATE.fullmatch(value):
             raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class QueryInteger(fields.Integer):
+    """A non-negative integer written in ASCII digits, as in a query string. Python's `int()`
+    also reads `5_0`, `+5`, ` 5 ` and other scripts' digits (`٥`), which the contract does not
+    allow to be reinterpreted."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not ASCII_DIGITS.fullmatch(value):
+            raise self.make_error("invalid")
+        number: int = super()._deserialize(value, attr, data, **kwargs)
+        return number
 
 
 class CaseInsensitiveChoice(fields.String):

@@ -4,7 +4,6 @@ error of this API, with an `X-Request-ID`, and `Connection: close`."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from email.utils import formatdate
 from http import HTTPStatus
@@ -13,8 +12,6 @@ import orjson
 from gunicorn.http import errors as http_errors
 
 from todo.problems import PROBLEM_MIMETYPE, problem_body
-
-log = logging.getLogger("todo.serving")
 
 # gunicorn's parse errors, most specific first, and the status each is answered with.
 PARSE_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
@@ -57,16 +54,12 @@ def status_of_parse_error(error: Exception) -> int:
     return 500
 
 
-def refusal(status: int, *, reason: str = "", limit: int = 0) -> bytes:
-    """A complete HTTP/1.1 response: a problem document with `status`, ending the connection.
-    The request id is new: the request's own header was never read."""
+def refusal(status: int, *, reason: str = "", limit: int = 0) -> tuple[bytes, str]:
+    """A complete HTTP/1.1 response, a problem document with `status` that ends the
+    connection, and its request id (a new one: the request's own header was never read)."""
     request_id = uuid.uuid4().hex
     detail = DETAILS[status].format(reason=reason.rstrip(".") or "malformed", limit=limit)
     body = orjson.dumps(problem_body(status, detail))
-    log.warning(
-        "refused before the application: %s %s", status, detail,
-        extra={"request_id": request_id, "status": status},
-    )
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         f"Date: {formatdate(usegmt=True)}\r\n"
@@ -78,4 +71,4 @@ def refusal(status: int, *, reason: str = "", limit: int = 0) -> bytes:
         "Cache-Control: no-store\r\n"
         "\r\n"
     )
-    return head.encode("latin-1") + body
+    return head.encode("latin-1") + body, request_id

@@ -47,7 +47,7 @@ from todo.serving.refusals import refusal, status_of_parse_error
 RECV_SIZE = 64 * 1024
 ACCEPTS_PER_WAKEUP = 64
 DEFAULT_BODY_LIMIT = 64 * 1024
-REFUSALS = {
+REFUSALS: dict[Verdict, tuple[int, str]] = {
     Verdict.MALFORMED: (400, "malformed line ending or chunk"),
     Verdict.BODY_TOO_LARGE: (413, ""),
     Verdict.URI_TOO_LONG: (414, ""),
@@ -242,8 +242,7 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             return
         refused = REFUSALS.get(verdict)
         if refused is not None:
-            status, reason = refused
-            self.refuse(conn, refusal(status, reason=reason, limit=self._limit_of(status)))
+            self.refuse(conn, *refused)
             return
         self.reading.pop(conn, None)
         self._unwatch(conn)
@@ -254,12 +253,13 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         self.enqueue_req(conn)
 
     def request_timed_out(self, conn: BufferedConnection) -> None:
-        self.refuse(conn, refusal(408))
+        self.refuse(conn, 408, "")
 
-    def refuse(self, conn: BufferedConnection, response: bytes) -> None:
+    def refuse(self, conn: BufferedConnection, status: int, reason: str) -> None:
         """Answer from the loop and end the connection. The socket's send buffer is empty
         between requests, so a small answer goes out in one non-blocking send."""
         self.reading.pop(conn, None)
+        response = self.refusal(conn.client, status, reason)
         try:
             conn.sock.send(response)
         except OSError:
@@ -370,6 +370,14 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         if status == 500:
             self.log.exception("Error handling request")
         try:
-            client.sendall(refusal(status, reason=str(exc), limit=self._limit_of(status)))
+            client.sendall(self.refusal(addr, status, str(exc)))
         except OSError:
             self.log.debug("Failed to send error message.")
+
+    def refusal(self, addr: Any, status: int, reason: str) -> bytes:
+        """The refusal's bytes, logged as gunicorn logs a request it refuses."""
+        response, request_id = refusal(status, reason=reason, limit=self._limit_of(status))
+        host = addr[0] if isinstance(addr, tuple) else addr
+        self.log.warning("Invalid request from ip=%s: %s %s (request id %s)",
+                         host, status, reason or "refused", request_id)
+        return response

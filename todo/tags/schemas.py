@@ -9,7 +9,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from todo.models import TAG_NAME_MAX
-from todo.schemas import Text
+from todo.schemas import QueryInteger, Text
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class TagQueryArgsSchema(ma.Schema):
         validate=validate.Length(max=TAG_NAME_MAX),
         metadata={"description": "Case-insensitive prefix of the tag name (autocomplete)."},
     )
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
+    limit = QueryInteger(load_default=50, validate=validate.Range(1, 100))
 
     @ma.post_load
     def to_args(self, data: dict[str, Any], **kwargs: Any) -> TagQueryArgs:

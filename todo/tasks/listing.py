@@ -8,6 +8,7 @@ JSON.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -37,6 +38,10 @@ from todo.sql import escape_like, in_values
 from todo.tasks.representation import TASK_COLUMNS, task_json, task_json_sql
 
 SortKey = Literal["created_at", "updated_at", "title", "due_date", "priority"]
+SearchKind = Literal["indexed", "scanned"]
+# pg_trgm's indexes narrow a substring search only to rows holding its trigrams, and only a
+# run of three letters or digits has one; any other search tests every task of the user.
+TRIGRAM = re.compile(r"[^\W_]{3}")
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,18 @@ class TaskListArgs:
     offset: int = 0
 
 
+def search_kind(search: str) -> SearchKind:
+    """`indexed` when the trigram indexes can narrow the search, else `scanned`."""
+    return "indexed" if TRIGRAM.search(search) else "scanned"
+
+
 @dataclass(frozen=True)
 class ListShape:
     """What decides the SQL of a listing, as opposed to the values bound into it. Statements
     are built once per shape and reused: building and hashing a statement costs more
     Python time than running it."""
 
-    search: bool
+    search: SearchKind | None
     status: Literal["all", "pending", "completed"]
     priority: bool
     due_from: bool
@@ -73,7 +83,7 @@ class ListShape:
     def filtered(self) -> bool:
         """Whether anything narrows the user's tasks."""
         return (
-            self.search
+            self.search is not None
             or self.status != "all"
             or self.priority
             or self.due_from
@@ -84,7 +94,7 @@ class ListShape:
     @classmethod
     def of(cls, args: TaskListArgs) -> ListShape:
         return cls(
-            search=bool(args.search),
+            search=search_kind(args.search) if args.search else None,
             status=args.status,
             priority=args.priority is not None,
             due_from=args.due_from is not None,
@@ -113,14 +123,8 @@ def _parameters(user_id: str, args: TaskListArgs) -> dict[str, Any]:
 
 def _filters(shape: ListShape) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = [Task.user_id == bindparam("user_id")]
-    if shape.search:
-        pattern = bindparam("pattern", type_=String)
-        conditions.append(
-            or_(
-                Task.title.ilike(pattern, escape="\\"),
-                Task.description.ilike(pattern, escape="\\"),
-            )
-        )
+    if shape.search is not None:
+        conditions.append(_search_condition(shape.search))
     if shape.status != "all":
         conditions.append(Task.completed.is_(shape.status == "completed"))
     if shape.priority:
@@ -132,6 +136,28 @@ def _filters(shape: ListShape) -> ColumnElement[bool]:
     if shape.tag_mode is not None:
         conditions.append(Task.id.in_(_tasks_with_tags(shape.tag_mode)))
     return and_(*conditions)
+
+
+def _search_condition(kind: SearchKind) -> ColumnElement[bool]:
+    """Title or description contains the pattern, ignoring case.
+
+    `scanned` is the fast path for a search every task is tested against: PostgreSQL's
+    ILIKE lowercases the pattern again for every row it tests (a UTF-8 database's ILIKE is
+    `lower(text) LIKE lower(pattern)`), while `lower(:pattern)` here is folded once, when the
+    statement is planned. A search for 200 `%` over a user's 10,000 tasks took 59-63 ms
+    with ILIKE and 14-16 ms this way (scripts/search_cost.py). `indexed` keeps ILIKE, which
+    the trigram indexes serve. The two give the same answer (tests/test_listing.py checks)."""
+    pattern = bindparam("pattern", type_=String)
+    if kind == "indexed":
+        return or_(
+            Task.title.ilike(pattern, escape="\\"),
+            Task.description.ilike(pattern, escape="\\"),
+        )
+    lowered = func.lower(pattern)
+    return or_(
+        func.lower(Task.title).like(lowered, escape="\\"),
+        func.lower(Task.description).like(lowered, escape="\\"),
+    )
 
 
 def _tasks_with_tags(mode: Literal["any", "all"]) -> Select[Any]:

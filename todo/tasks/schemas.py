@@ -11,6 +11,7 @@ from todo.models import DESCRIPTION_MAX, TAG_NAME_MAX, TITLE_MAX, Priority, tag_
 from todo.schemas import (
     CaseInsensitiveChoice,
     IsoDate,
+    QueryInteger,
     StrictBoolean,
     Text,
     TrimmedString,
@@ -164,8 +165,8 @@ class TaskQueryArgsSchema(ma.Schema):
         validate=validate.OneOf(("created_at", "updated_at", "title", "due_date", "priority")),
     )
     sort_direction = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_OFFSET))
+    limit = QueryInteger(load_default=50, validate=validate.Range(1, 100))
+    offset = QueryInteger(load_default=0, validate=validate.Range(0, MAX_OFFSET))
 
     @ma.post_load
     def to_list_args(self, data: dict[str, Any], **kwargs: Any) -> TaskListArgs:

@@ -35,6 +35,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -100,7 +101,22 @@ SET_COMPLETION = (
     )
     .returning(*TASK_COLUMNS)
 )
-COUNT_TAGS = select(func.count()).select_from(Tag).where(Tag.user_id == bindparam("user_id"))
+# The user's tags still in use once a write has replaced one task's tags: those another task
+# uses, and the existing ones the write links. This task's other tags are pruned in the same
+# transaction, so they do not count against the cap.
+COUNT_TAGS_KEPT = (
+    select(func.count())
+    .select_from(Tag)
+    .where(
+        Tag.user_id == bindparam("user_id"),
+        or_(
+            in_values(Tag.name_key, "keys"),
+            exists().where(
+                task_tags.c.tag_id == Tag.id, task_tags.c.task_id != bindparam("task_id")
+            ),
+        ),
+    )
+)
 FIND_TAGS = select(Tag.id, Tag.name, Tag.name_key).where(
     Tag.user_id == bindparam("user_id"), in_values(Tag.name_key, "keys")
 )
@@ -152,9 +168,10 @@ def prune_unused_tags(
 
 
 def _resolve_tags(
-    tx: Transaction, user_id: str, names: Collection[str]
+    tx: Transaction, user_id: str, task_id: uuid.UUID, names: Collection[str]
 ) -> dict[uuid.UUID, str]:
-    """Ids and stored spellings of these tag names, creating the missing ones."""
+    """Ids and stored spellings of the tag names `task_id` is to have, creating the missing
+    ones unless that takes the user past the tag cap."""
     if not names:
         return {}
     wanted = {tag_key(name): name for name in names}
@@ -163,8 +180,10 @@ def _resolve_tags(
     missing = wanted.keys() - {name_key for _, _, name_key in rows}
     if missing:
         limit: int = current_app.config["MAX_TAGS_PER_USER"]
-        in_use = tx.scalar(COUNT_TAGS, {"user_id": user_id})
-        if in_use + len(missing) > limit:
+        kept = tx.scalar(
+            COUNT_TAGS_KEPT, {"user_id": user_id, "task_id": task_id, "keys": list(wanted)}
+        )
+        if kept + len(missing) > limit:
             raise ProblemError(
                 409, f"Tag limit reached: a user can have at most {limit} distinct tags."
             )
@@ -216,7 +235,7 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
     }
     with writing() as tx:
         lock_user(tx, user_id)
-        tags = _resolve_tags(tx, user_id, fields.get("tags", []))
+        tags = _resolve_tags(tx, user_id, values["id"], fields.get("tags", []))
         parameters = {**values, "tag_names": sort_tag_names(list(tags.values())),
                       "task_limit": limit}
         # Without tags this is the transaction's only result: one round trip on PostgreSQL.
@@ -277,7 +296,7 @@ def _apply_changes(
         return current
 
     stored: dict[str, Any] = {**column_changes, "updated_at": utc_now()}
-    resolved = _resolve_tags(tx, user_id, changes["tags"]) if tags_changed else {}
+    resolved = _resolve_tags(tx, user_id, task_id, changes["tags"]) if tags_changed else {}
     if tags_changed:
         stored["tag_names"] = sort_tag_names(list(resolved.values()))
     row = tx.first(
