@@ -10,8 +10,8 @@ import sys
 import time
 from typing import TextIO
 
+import orjson
 from flask import Flask, Response, g, has_request_context, request
-from pythonjsonlogger.orjson import OrjsonFormatter
 
 log = logging.getLogger("todo.access")
 
@@ -21,6 +21,30 @@ class RequestIdFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = g.get("request_id", "-") if has_request_context() else "-"
         return True
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and request id, plus the
+    `fields` a record carries (`extra={"fields": {...}}`) and a traceback if any.
+
+    Written here rather than python-json-logger's formatter, which inspects every attribute
+    of every record for extras: 40 µs of the access log's 100 µs per request, 4 % of a task
+    read's CPU, measured with py-spy under load."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
 
 
 class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -42,12 +66,7 @@ def configure_logging(level: str, log_format: str) -> None:
     # saved 1.7 µs of a log call's 13 (0.1 % of a request).
     handler = StdoutHandler()
     if log_format == "json":
-        handler.setFormatter(
-            OrjsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            )
-        )
+        handler.setFormatter(JsonLineFormatter())
     else:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
@@ -74,11 +93,13 @@ def log_request(response: Response) -> Response:
         response.status_code,
         duration_ms,
         extra={
-            "method": request.method,
-            "path": path,
-            "status": response.status_code,
-            "duration_ms": duration_ms,
-            "user_id": g.get("user_id"),
+            "fields": {
+                "method": request.method,
+                "path": path,
+                "status": response.status_code,
+                "duration_ms": duration_ms,
+                "user_id": g.get("user_id"),
+            }
         },
     )
     return response

@@ -17,14 +17,13 @@ is one round trip; PostgreSQL still runs each statement with its own snapshot, i
 On SQLite a transaction starts with `BEGIN IMMEDIATE` (writers queue for the lock up front)
 and every statement runs when it is given.
 
-Driver errors surface as SQLAlchemy's exception classes (`translated_errors`), so the error
+Driver errors surface as SQLAlchemy's exception classes (`translated`), so the error
 handlers see one family whatever the path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,21 +81,18 @@ def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
-@contextmanager
-def translated_errors(dialect: Dialect, pooled: Any, sql: str | None = None,
-                      parameters: Any = None) -> Iterator[None]:
-    """Driver errors as SQLAlchemy's, and a connection the error shows is broken taken out
-    of the pool."""
-    try:
-        yield
-    except dialect.loaded_dbapi.Error as error:
-        broken = pooled is not None and dialect.is_disconnect(error, pooled.dbapi_connection, None)
-        if broken:
-            pooled.invalidate(error)
-        raise sa_exc.DBAPIError.instance(
-            sql, parameters, error, dialect.loaded_dbapi.Error,
-            connection_invalidated=broken, dialect=dialect,
-        ) from error
+def translated(dialect: Dialect, pooled: Any, error: Any, sql: str | None = None,
+               parameters: Any = None) -> sa_exc.StatementError:
+    """A driver error as SQLAlchemy's (so the handlers in `todo.errors` see one family); a
+    connection the error shows is broken is taken out of the pool."""
+    broken = pooled is not None and dialect.is_disconnect(error, pooled.dbapi_connection, None)
+    if broken:
+        pooled.invalidate(error)
+    exception: sa_exc.StatementError = sa_exc.DBAPIError.instance(
+        sql, parameters, error, dialect.loaded_dbapi.Error,
+        connection_invalidated=broken, dialect=dialect,
+    )
+    return exception
 
 
 class Reads:
@@ -111,14 +107,12 @@ class Reads:
     def all(self, statement: Executable, parameters: Mapping[str, Any] | None = None
             ) -> list[tuple[Any, ...]]:
         compiled = driver_statement(statement, self.dialect)
-        with self._cursor(compiled, parameters or {}) as cursor:
-            return [compiled.row(row) for row in cursor.fetchall()]
+        return [compiled.row(row) for row in self._run(compiled, parameters, FETCH_ALL)]
 
     def first(self, statement: Executable, parameters: Mapping[str, Any] | None = None
               ) -> tuple[Any, ...] | None:
         compiled = driver_statement(statement, self.dialect)
-        with self._cursor(compiled, parameters or {}) as cursor:
-            row = cursor.fetchone()
+        row = self._run(compiled, parameters, FETCH_ONE)
         return compiled.row(row) if row is not None else None
 
     def scalar(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Any:
@@ -129,18 +123,31 @@ class Reads:
         """The query string that runs `compiled`."""
         return self.timeout_prefix + compiled.sql
 
-    @contextmanager
-    def _cursor(self, compiled: DriverStatement, parameters: Mapping[str, Any]
-                ) -> Iterator[Any]:
+    def _run(self, compiled: DriverStatement, parameters: Mapping[str, Any] | None,
+             fetch: Callable[[Any], Any]) -> Any:
+        """Send `compiled`; `fetch(cursor)` is the result (what it fetched, or a count)."""
         sql = self._text(compiled)
-        values = compiled.parameters(parameters)
+        values = compiled.parameters(parameters or {})
         cursor = self.pooled.cursor()
         try:
-            with translated_errors(self.dialect, self.pooled, sql, values):
-                cursor.execute(sql, values)
-                yield cursor
+            cursor.execute(sql, values)
+            return fetch(cursor)
+        except self.dialect.loaded_dbapi.Error as error:
+            raise translated(self.dialect, self.pooled, error, sql, values) from error
         finally:
             cursor.close()
+
+
+def FETCH_ALL(cursor: Any) -> Any:  # noqa: N802  (constants for `Reads._run`)
+    return cursor.fetchall()
+
+
+def FETCH_ONE(cursor: Any) -> Any:  # noqa: N802
+    return cursor.fetchone()
+
+
+def ROW_COUNT(cursor: Any) -> Any:  # noqa: N802
+    return cursor.rowcount
 
 
 class Transaction(Reads):
@@ -160,9 +167,7 @@ class Transaction(Reads):
 
     def execute(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> int:
         """Run a statement now; the number of rows it changed."""
-        compiled = driver_statement(statement, self.dialect)
-        with self._cursor(compiled, parameters or {}) as cursor:
-            return int(cursor.rowcount)
+        return int(self._run(driver_statement(statement, self.dialect), parameters, ROW_COUNT))
 
     def defer(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> None:
         compiled = driver_statement(statement, self.dialect)
@@ -202,71 +207,95 @@ class Transaction(Reads):
         if self.finished:
             return
         self.finished = True
-        if not self.batching:
-            with translated_errors(self.dialect, self.pooled):
-                self.pooled.dbapi_connection.commit()
-            return
         if not self.started and len(self.pending) == 2:  # nothing to run: BEGIN and timeout
             self.pending = []
             return
         sql = "; ".join([*self.pending, "COMMIT"])
         self.pending = []
-        with self.pooled.cursor() as cursor, translated_errors(self.dialect, self.pooled, sql):
-            cursor.execute(sql)
-
-
-@contextmanager
-def _pooled_connection(autocommit: bool) -> Iterator[tuple[Any, Dialect, Settings]]:
-    """A connection from the pool; on PostgreSQL in autocommit (psycopg2's attribute,
-    nothing goes to the server) for the block, and back to the pool as it expects them."""
-    engine = db.engine
-    dialect = engine.dialect
-    settings: Settings = current_app.extensions["todo.database"]
-    with translated_errors(dialect, None):
-        pooled = engine.raw_connection()
-    driver_connection: Any = pooled.dbapi_connection
-    postgresql = dialect.name == "postgresql"
-    try:
-        if postgresql and autocommit:
-            driver_connection.autocommit = True
-        yield pooled, dialect, settings
-    finally:
         try:
-            if postgresql and not driver_connection.closed:
+            if self.batching:
+                with self.pooled.cursor() as cursor:
+                    cursor.execute(sql)
+            else:
+                self.pooled.dbapi_connection.commit()
+        except self.dialect.loaded_dbapi.Error as error:
+            raise translated(self.dialect, self.pooled, error, sql) from error
+
+
+class _Checkout:
+    """A connection from the pool for one `with` block; on PostgreSQL in autocommit
+    (psycopg2's attribute: nothing goes to the server), and given back as the pool expects
+    its connections: no transaction open, autocommit off. (A class rather than a generator:
+    this is on every request's path.)"""
+
+    def __init__(self) -> None:
+        engine = db.engine
+        self.dialect = engine.dialect
+        self.postgresql = self.dialect.name == "postgresql"
+        self.settings: Settings = current_app.extensions["todo.database"]
+        try:
+            self.pooled = engine.raw_connection()
+        except self.dialect.loaded_dbapi.Error as error:
+            raise translated(self.dialect, None, error) from error
+        driver_connection: Any = self.pooled.dbapi_connection
+        self.driver_connection = driver_connection
+        if self.postgresql:
+            driver_connection.autocommit = True
+
+    def give_back(self) -> None:
+        driver_connection = self.driver_connection
+        try:
+            if self.postgresql and not driver_connection.closed:
                 if driver_connection.info.transaction_status != SERVER_IDLE:
                     with driver_connection.cursor() as cursor:
                         cursor.execute("ROLLBACK")
                 driver_connection.autocommit = False
         except psycopg2.Error as error:
-            pooled.invalidate(error)
-        pooled.close()
+            self.pooled.invalidate(error)
+        self.pooled.close()
 
 
-@contextmanager
-def reading(statement_timeout_ms: int | None = None) -> Iterator[Reads]:
+class reading(_Checkout):  # noqa: N801  (used as a function: `with reading() as reads`)
     """A pooled connection for a request's reads, returned as soon as they are done. On
     PostgreSQL its statements are cancelled after `statement_timeout_ms` (default
     `DB_STATEMENT_TIMEOUT_MS`)."""
-    with _pooled_connection(autocommit=True) as (pooled, dialect, settings):
-        prefix = settings.timeout_prefix
+
+    def __init__(self, statement_timeout_ms: int | None = None) -> None:
+        super().__init__()
+        prefix = self.settings.timeout_prefix
         if statement_timeout_ms is not None and prefix:
             prefix = timeout_prefix(statement_timeout_ms)
-        yield Reads(pooled, dialect, prefix)
+        self.reads = Reads(self.pooled, self.dialect, prefix)
+
+    def __enter__(self) -> Reads:
+        return self.reads
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.give_back()
 
 
-@contextmanager
-def writing() -> Iterator[Transaction]:
+class writing(_Checkout):  # noqa: N801  (used as a function: `with writing() as tx`)
     """A transaction that commits when the block ends and rolls back if it raises. Whatever
     happens, the connection goes back to the pool with no transaction open."""
-    with _pooled_connection(autocommit=True) as (pooled, dialect, settings):
-        transaction = Transaction(pooled, dialect, settings.timeout_prefix)
-        if not transaction.batching:
-            with translated_errors(dialect, pooled):
-                pooled.dbapi_connection.execute("BEGIN IMMEDIATE")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transaction = Transaction(self.pooled, self.dialect, self.settings.timeout_prefix)
+
+    def __enter__(self) -> Transaction:
+        if not self.transaction.batching:
+            try:
+                self.driver_connection.execute("BEGIN IMMEDIATE")
+            except self.dialect.loaded_dbapi.Error as error:
+                self.give_back()
+                raise translated(self.dialect, self.pooled, error) from error
+        return self.transaction
+
+    def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
         try:
-            yield transaction
-            transaction.commit()
-        except BaseException:
-            if not transaction.batching:
-                pooled.dbapi_connection.rollback()
-            raise
+            if error_type is None:
+                self.transaction.commit()
+            elif not self.transaction.batching:
+                self.driver_connection.rollback()
+        finally:
+            self.give_back()
