@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import time
 import uuid
 
@@ -158,3 +159,27 @@ def test_a_search_is_cancelled_at_its_own_shorter_time_limit(app_config, backend
 def test_default_search_time_limit_is_a_fifth_of_the_statement_limit(database_url):
     config = create_app(make_config(database_url)).config
     assert (config["DB_SEARCH_TIMEOUT_MS"], config["DB_STATEMENT_TIMEOUT_MS"]) == (1000, 5000)
+
+
+def test_the_users_task_count_follows_every_write(database_url):
+    """The limit reads `users.task_count` (kept by triggers), so it must equal the tasks."""
+    app = create_app(make_config(database_url))
+    client = app.test_client()
+    rng = random.Random(7)
+    headers = bearer("counted-user")
+    ids: list[str] = []
+    for _ in range(60):
+        if ids and rng.random() < 0.4:
+            task_id = ids.pop(rng.randrange(len(ids)))
+            assert client.delete(f"/api/counted-user/tasks/{task_id}", headers=headers).status_code == 204
+        else:
+            response = client.post("/api/counted-user/tasks", headers=headers,
+                                   json={"title": "t", "tags": rng.sample(["a", "b", "c"], rng.randint(0, 2))})
+            assert response.status_code == 201, response.get_json()
+            ids.append(response.get_json()["id"])
+    with app.app_context(), db.engine.connect() as connection:
+        stored, counted = connection.execute(sa.text(
+            "SELECT task_count, (SELECT count(*) FROM tasks WHERE user_id = users.id)"
+            " FROM users WHERE id = 'counted-user'")).one()
+        db.engine.dispose()
+    assert stored == counted == len(ids)

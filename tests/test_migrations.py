@@ -141,3 +141,33 @@ def test_0004_gives_existing_tasks_their_tag_names_in_the_apis_order(request, wh
              for title, value in stored.items()}
     assert names == {"tagged": sort_tag_names(list(tags)), "untagged": []}
     assert names["tagged"] == ["Apple", "apple2", "b", "Zed", "Äpfel"]
+
+
+@pytest.mark.parametrize("which", ["empty_postgres_app", "empty_sqlite_app"])
+def test_0005_counts_each_users_tasks_and_triggers_keep_counting(request, which):
+    app = request.getfixturevalue(which)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0004")
+        engine = db.engine
+    insert_task = sa.text(
+        "INSERT INTO tasks (id, user_id, title, completed, priority, created_at, updated_at)"
+        " VALUES (:id, :user, 't', false, 'Medium', '2026-01-01', '2026-01-01')"
+    )
+    with engine.begin() as connection:
+        for user in ("three", "none"):
+            connection.execute(sa.text(
+                "INSERT INTO users (id, created_at) VALUES (:user, '2026-01-01')"), {"user": user})
+        for number in range(3):
+            connection.execute(insert_task, {"id": f"00000000-0000-4000-8000-00000000000{number}",
+                                             "user": "three"})
+    engine.dispose()
+    count = sa.text("SELECT id, task_count FROM users ORDER BY id")
+    with app.app_context():
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            assert connection.execute(count).all() == [("none", 0), ("three", 3)]
+            connection.execute(insert_task, {"id": "00000000-0000-4000-8000-000000000009",
+                                             "user": "none"})
+            connection.execute(sa.text("DELETE FROM tasks WHERE user_id = 'three'"))
+            assert connection.execute(count).all() == [("none", 1), ("three", 0)]
+        db.engine.dispose()

@@ -75,10 +75,16 @@ def tag_key(name: str) -> str:
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(f"length(id) BETWEEN 1 AND {USER_ID_MAX}", name="id_length"),)
+    __table_args__ = (
+        CheckConstraint(f"length(id) BETWEEN 1 AND {USER_ID_MAX}", name="id_length"),
+        CheckConstraint("task_count >= 0", name="task_count_not_negative"),
+    )
 
     id: Mapped[str] = mapped_column(String(USER_ID_MAX), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # The user's tasks, counted by triggers on `tasks` (migration 0005), so the per-user task
+    # limit is checked by reading one row instead of counting the user's tasks.
+    task_count: Mapped[int] = mapped_column(server_default=text("0"))
 
 
 task_tags = Table(

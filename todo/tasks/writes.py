@@ -61,7 +61,9 @@ UPDATABLE_FIELDS = ("title", "description", "completed", "priority", "due_date")
 def _lock_user_statement(dialect_insert: Callable[[Any], Any]) -> Any:
     # On PostgreSQL `ON CONFLICT DO UPDATE ... WHERE false` locks the existing row without
     # writing it; SQLite serialises writers anyway.
-    statement = dialect_insert(User)
+    statement = dialect_insert(User).values(
+        id=bindparam("id"), created_at=bindparam("created_at", type_=User.created_at.type)
+    )
     return statement.on_conflict_do_update(
         index_elements=[User.id], set_={"id": statement.excluded.id}, where=false()
     )
@@ -77,10 +79,7 @@ INSERT_TASK_UNDER_LIMIT = (
     .from_select(
         [column.key for column in TASK_COLUMNS],
         select(*(bindparam(column.key, type_=column.type) for column in TASK_COLUMNS)).where(
-            select(func.count())
-            .select_from(Task)
-            .where(Task.user_id == bindparam("user_id"))
-            .scalar_subquery()
+            select(User.task_count).where(User.id == bindparam("user_id")).scalar_subquery()
             < bindparam("task_limit")
         ),
     )
