@@ -35,7 +35,7 @@ from bench import pg
 from bench.datasets import USER_PREFIX, DataSet, task_id, task_id_sql
 
 ROOT = Path(__file__).resolve().parent.parent
-# 2: tasks carry their tag names (migration 0004); 3: users count their tasks (0005)
+# 2: tasks carry their tag names (migration 0004); 3: users and tags carry counts (0005)
 SEED_VERSION = 3
 
 VOCABULARY = [
@@ -149,10 +149,15 @@ def _session(database_url: str) -> psycopg2.extensions.connection:
     return connection
 
 
-USER_TASK_COUNTS_SQL = """
+# The seed runs with triggers off (replication role), so it sets the counts they keep.
+COUNTS_SQL = """
 UPDATE users SET task_count = counted.tasks
 FROM (SELECT user_id, count(*) AS tasks FROM tasks GROUP BY user_id) AS counted
-WHERE counted.user_id = users.id
+WHERE counted.user_id = users.id;
+UPDATE tags SET usage_count = counted.links
+FROM (SELECT tag_id, count(*) AS links FROM task_tags GROUP BY tag_id) AS counted
+WHERE counted.tag_id = tags.id;
+DELETE FROM tags WHERE usage_count = 0
 """
 
 
@@ -182,8 +187,7 @@ def _seed(database_url: str, dataset: DataSet, phases: dict[str, float]) -> None
             cursor.execute(LINKS_SQL, {"per_user": TAGS_PER_USER})
             cursor.execute(TASKS_WITH_TAG_NAMES_SQL)
             cursor.execute(TASK_TAGS_SQL)
-            # The seed runs with triggers off (replication role), so the counts are set here.
-            cursor.execute(USER_TASK_COUNTS_SQL)
+            cursor.execute(COUNTS_SQL)
             phases["rows"] = time.monotonic() - started
 
             started = time.monotonic()

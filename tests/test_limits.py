@@ -161,25 +161,38 @@ def test_default_search_time_limit_is_a_fifth_of_the_statement_limit(database_ur
     assert (config["DB_SEARCH_TIMEOUT_MS"], config["DB_STATEMENT_TIMEOUT_MS"]) == (1000, 5000)
 
 
-def test_the_users_task_count_follows_every_write(database_url):
-    """The limit reads `users.task_count` (kept by triggers), so it must equal the tasks."""
+def test_the_counts_follow_every_write(database_url):
+    """The task limit reads `users.task_count` and /tags reads `tags.usage_count` (both kept
+    by triggers, which also delete a tag with its last link): after any mix of writes they
+    equal what they count, and no tag is left unused."""
     app = create_app(make_config(database_url))
     client = app.test_client()
     rng = random.Random(7)
     headers = bearer("counted-user")
     ids: list[str] = []
-    for _ in range(60):
-        if ids and rng.random() < 0.4:
+    for _ in range(80):
+        tags = rng.sample(["a", "B", "c", "d"], rng.randint(0, 3))
+        roll = rng.random()
+        if ids and roll < 0.3:
             task_id = ids.pop(rng.randrange(len(ids)))
             assert client.delete(f"/api/counted-user/tasks/{task_id}", headers=headers).status_code == 204
+        elif ids and roll < 0.6:
+            task_id = rng.choice(ids)
+            response = client.patch(f"/api/counted-user/tasks/{task_id}", headers=headers,
+                                    json={"tags": tags})
+            assert response.status_code == 200, response.get_json()
         else:
             response = client.post("/api/counted-user/tasks", headers=headers,
-                                   json={"title": "t", "tags": rng.sample(["a", "b", "c"], rng.randint(0, 2))})
+                                   json={"title": "t", "tags": tags})
             assert response.status_code == 201, response.get_json()
             ids.append(response.get_json()["id"])
     with app.app_context(), db.engine.connect() as connection:
         stored, counted = connection.execute(sa.text(
             "SELECT task_count, (SELECT count(*) FROM tasks WHERE user_id = users.id)"
             " FROM users WHERE id = 'counted-user'")).one()
+        usage = connection.execute(sa.text(
+            "SELECT name, usage_count, (SELECT count(*) FROM task_tags WHERE tag_id = tags.id)"
+            " FROM tags WHERE user_id = 'counted-user'")).all()
         db.engine.dispose()
     assert stored == counted == len(ids)
+    assert usage and all(kept == links > 0 for _, kept, links in usage), usage

@@ -97,6 +97,8 @@ def test_getting_a_task_is_one_select(counted):
 # ---------------------------------------------------------------- PostgreSQL plans
 
 SEED = """
+-- Triggers off while loading (as the bench's seed does); the counts they keep are set below.
+SET LOCAL session_replication_role = replica;
 INSERT INTO users (id, created_at) SELECT 'user-' || u, now() FROM generate_series(1, 100) u;
 INSERT INTO tasks (id, user_id, title, description, completed, priority, due_date,
                    created_at, updated_at)
@@ -120,6 +122,8 @@ FROM generate_series(1, 100) u, generate_series(1, 8) t;
 INSERT INTO task_tags (task_id, tag_id)
 SELECT tasks.id, tags.id FROM tasks JOIN tags ON tags.user_id = tasks.user_id
 WHERE tags.name_key IN ('tag' || (abs(hashtext(tasks.id::text)) % 8 + 1), 'tag1');
+UPDATE users SET task_count = (SELECT count(*) FROM tasks WHERE tasks.user_id = users.id);
+UPDATE tags SET usage_count = (SELECT count(*) FROM task_tags WHERE tag_id = tags.id);
 """
 
 
@@ -175,9 +179,10 @@ def test_due_date_sort_uses_a_per_user_index(seeded_app):
     assert "ix_tasks_user_id" in text and "Seq Scan on tasks" not in text, text
 
 
-def test_tag_usage_is_counted_from_the_tag_id_index_alone(seeded_app):
+def test_tag_usage_reads_the_users_tags_alone(seeded_app):
+    """Each tag carries its usage count (kept by a trigger), so the links are not read."""
     with seeded_app.app_context(), db.engine.connect() as connection:
         sql = USAGE.compile(db.engine).string
         rows = connection.exec_driver_sql("EXPLAIN " + sql, {"user_id": "user-7", "limit": 20})
         text = "\n".join(row[0] for row in rows)
-    assert "Index Only Scan using ix_task_tags_tag_id" in text, text
+    assert "uq_tags_user_id_name_key" in text and "task_tags" not in text, text

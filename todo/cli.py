@@ -95,9 +95,9 @@ def demo_data_command(user_id: str, reset: bool) -> None:
     if reset:
         with writing() as tx:
             writes.lock_user(tx, user_id)
+            # Their tags go with their last links (a trigger: migration 0005).
             tx.execute(sa.delete(Task).where(Task.user_id == sa.bindparam("user_id")),
                        {"user_id": user_id})
-            writes.prune_unused_tags(tx, user_id)
     today = date.today()
     for demo in DEMO_TASKS:
         due = demo["due"]

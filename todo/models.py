@@ -82,8 +82,8 @@ class User(Base):
 
     id: Mapped[str] = mapped_column(String(USER_ID_MAX), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
-    # The user's tasks, counted by triggers on `tasks` (migration 0005), so the per-user task
-    # limit is checked by reading one row instead of counting the user's tasks.
+    # The user's tasks, counted by a trigger on `tasks` (migration 0005): the per-user task
+    # limit reads one row instead of counting the user's tasks.
     task_count: Mapped[int] = mapped_column(server_default=text("0"))
 
 
@@ -147,9 +147,13 @@ class Task(Base):
 
 
 class Tag(Base):
+    """A tag exists while some task uses it: the trigger that counts its links (migration
+    0005) deletes it with its last one."""
+
     __tablename__ = "tags"
     __table_args__ = (
         CheckConstraint(f"length(name) BETWEEN 1 AND {TAG_NAME_MAX}", name="name_length"),
+        CheckConstraint("usage_count >= 0", name="usage_count_not_negative"),
         UniqueConstraint("user_id", "name_key"),
     )
 
@@ -161,4 +165,6 @@ class Tag(Base):
     # casefold() can lengthen a name (ß -> ss), hence the wider column.
     name_key: Mapped[str] = mapped_column(String(TAG_NAME_MAX * 3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # The tasks that use it, counted by a trigger on `task_tags` (migration 0005).
+    usage_count: Mapped[int] = mapped_column(server_default=text("0"))
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from sqlalchemy import Integer, Select, bindparam, func, select
+from sqlalchemy import Integer, Select, bindparam, select
 
 from todo.database import Reads
-from todo.models import Tag, tag_key, task_tags
+from todo.models import Tag, tag_key
 from todo.sql import escape_like
 
 
@@ -17,16 +17,12 @@ class TagUsage(TypedDict):
 
 
 def _usage_statement(with_prefix: bool) -> Select[str, int]:
-    # count(*), not count(task_id): the join needs only `tag_id`, so PostgreSQL counts from
-    # the tag_id index alone (an index-only scan) instead of visiting every link's row:
-    # 1 ms instead of 9-10 ms for a user with 1,000 tasks in the 1M-task benchmark set.
-    usage_count = func.count().label("usage_count")
+    # Each tag carries its count (`tags.usage_count`, kept by a trigger), so this reads the
+    # user's tags alone, never their links.
     statement = (
-        select(Tag.name, usage_count)
-        .join(task_tags, task_tags.c.tag_id == Tag.id)
+        select(Tag.name, Tag.usage_count)
         .where(Tag.user_id == bindparam("user_id"))
-        .group_by(Tag.id, Tag.name, Tag.name_key)
-        .order_by(usage_count.desc(), Tag.name_key, Tag.name)
+        .order_by(Tag.usage_count.desc(), Tag.name_key, Tag.name)
         .limit(bindparam("limit", type_=Integer))
     )
     if with_prefix:
