@@ -336,7 +336,9 @@ class Bench:
                 " ratio = req/s / pgbench tps"
             )
         else:
-            pgbench_line = "pgbench: not run" + ("" if self.pgbench_path else " (not found)")
+            reason = (" (--no-pgbench)" if not options.pgbench
+                      else "" if self.pgbench_path else " (not found)")
+            pgbench_line = "pgbench: not run" + reason
         if self.floor_wanted():
             floor_line = (
                 f"floor: {FLOOR_APP} under the same gunicorn.conf.py and environment, its "
