@@ -61,7 +61,8 @@ class BufferedConnection(TConn):  # type: ignore[misc]  # gunicorn is untyped
     def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any,
                  limits: Limits) -> None:
         super().__init__(cfg, sock, client, server)  # leaves the socket non-blocking
-        self.received = b""
+        # Appended in place: a request trickled a byte at a time costs linear copying.
+        self.received = bytearray()
         self.framing = RequestFraming(limits)
         self.request = b""  # a complete request (and anything pipelined after it)
         self.close_after_response = False
@@ -248,7 +249,7 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         self._unwatch(conn)
         conn.request = conn.framing.without_expectation(conn.received)
         conn.close_after_response = verdict is Verdict.HAND_OVER_AND_CLOSE
-        conn.received = b""
+        conn.received = bytearray()
         conn.framing.reset()
         self.enqueue_req(conn)
 
@@ -329,7 +330,7 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         except OSError:
             self.close(conn)
             return
-        conn.received = conn.parser.unreader.take_buffered()
+        conn.received = bytearray(conn.parser.unreader.take_buffered())
         self.wait_for_request(conn)
         if conn.received:
             self.examine(conn)

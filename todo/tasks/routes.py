@@ -151,8 +151,9 @@ class TaskById(MethodView):
     @documents_errors(blp, 401, 403, 404, 429, 503)
     def get(self, user_id: str, task_id: str) -> Response:
         """Get one task."""
+        task_uuid = parse_task_id(task_id)
         with reading() as reads:
-            task = queries.get_task(reads, user_id, parse_task_id(task_id))
+            task = queries.get_task(reads, user_id, task_uuid)
         if task is None:
             raise ProblemError(404, "Task not found.")
         return task_response(task)
