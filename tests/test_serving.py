@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import statistics
 import threading
@@ -238,6 +239,27 @@ def test_an_idle_connection_is_closed_after_keepalive_seconds(tmp_path: Path) ->
             started = time.monotonic()
             assert sock.recv(1) == b""
             assert 0.9 < time.monotonic() - started < 5
+    finally:
+        server.stop()
+
+
+def test_stopping_answers_requests_in_flight_and_refuses_new_connections(tmp_path: Path) -> None:
+    server = Gunicorn(migrated_sqlite(tmp_path), WEB_CONCURRENCY="1")
+    try:
+        request = post_request(f"/api/{USER}/tasks", b'{"title": "in flight"}')
+        with closing(connect(server)) as sock:
+            sock.sendall(request[:-5])  # the request is still arriving when the stop comes
+            time.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            # The listening socket is closed, so a new connection is refused (a proxy can try
+            # another replica) rather than queued on a socket nobody will accept from.
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", server.port), timeout=2)
+            sock.sendall(request[-5:])
+            response = read_response(sock)
+        assert response.status == 201 and response.headers["connection"] == "close"
+        assert server.process.wait(10) == 0
     finally:
         server.stop()
 

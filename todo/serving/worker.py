@@ -143,6 +143,14 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         """Stop accepting, let requests in flight finish (and a request already on its way
         over a kept-alive connection, answered with `Connection: close`), then close."""
         self.set_accept_enabled(False)
+        # Each worker has its own listening socket (SO_REUSEPORT): while it stays open the
+        # kernel keeps queueing new connections on it, which would be reset when the worker
+        # exits. Take what is queued now, then close it, so new connections go to the other
+        # workers (or are refused, which a proxy may retry with any method).
+        for listener in self.sockets:
+            while self.nr_conns < self.worker_connections and self._accepted_one(listener):
+                pass
+            listener.close()
         linger_until = time.monotonic() + STOP_KEEPALIVE_LINGER
         for conn, deadline in self.idle.items():
             self.idle[conn] = min(deadline, linger_until)
@@ -185,21 +193,26 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
 
     def accept(self, listener: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
-            try:
-                client_sock, client_addr = listener.accept()
-            except OSError as error:
-                if error.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                    return
-                raise
-            self.nr_conns += 1
-            conn = BufferedConnection(
-                self.cfg, client_sock, client_addr, self.listener_addresses[listener],
-                self.limits,
-            )
-            conn.on_readable = partial(self.on_readable, conn)
-            self.wait_for_request(conn)
-            if self.nr_conns >= self.worker_connections:
+            if not self._accepted_one(listener) or self.nr_conns >= self.worker_connections:
                 return
+
+    def _accepted_one(self, listener: socket.socket) -> bool:
+        """Accept one queued connection and wait for its request; False when none is queued."""
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as error:
+            if error.errno == errno.ECONNABORTED:  # gone before it was accepted: next one
+                return True
+            if error.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return False
+            raise
+        self.nr_conns += 1
+        conn = BufferedConnection(
+            self.cfg, client_sock, client_addr, self.listener_addresses[listener], self.limits
+        )
+        conn.on_readable = partial(self.on_readable, conn)
+        self.wait_for_request(conn)
+        return True
 
     def wait_for_request(self, conn: BufferedConnection) -> None:
         """Watch the connection until its next request is complete: `keepalive` seconds for
