@@ -30,8 +30,12 @@ from todo import create_app
 from todo.extensions import db
 
 USER = "serving-user"
-TOKEN = make_token(USER)
-AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()
+
+
+def auth() -> bytes:
+    """The Authorization header line, with a fresh token (a module-level one could expire
+    before a slow suite reaches these tests)."""
+    return f"Authorization: Bearer {make_token(USER)}\r\n".encode()
 
 
 def migrated_sqlite(directory: Path) -> str:
@@ -67,13 +71,13 @@ def connect(server: Gunicorn) -> socket.socket:
 
 
 def get_request(path: str, extra: bytes = b"") -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: test\r\n".encode() + AUTH + extra + b"\r\n"
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n".encode() + auth() + extra + b"\r\n"
 
 
 def post_request(path: str, body: bytes, method: str = "POST", extra: bytes = b"") -> bytes:
     head = (f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n").encode()
-    return head + AUTH + extra + b"\r\n" + body
+    return head + auth() + extra + b"\r\n" + body
 
 
 class Response:
@@ -136,7 +140,7 @@ def timed_requests(server: Gunicorn, path: str, count: int, clients: int = 4) ->
         try:
             for _ in range(share):
                 started = time.perf_counter()
-                connection.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+                connection.request("GET", path, headers={"Authorization": f"Bearer {make_token(USER)}"})
                 response = connection.getresponse()
                 response.read()
                 latencies.append(time.perf_counter() - started)
@@ -308,7 +312,7 @@ def test_a_body_within_the_limit_after_100_continue_is_served(server: Gunicorn) 
 def test_a_chunked_body_is_read_whole_before_the_app_runs(server: Gunicorn) -> None:
     body = b'{"title": "chunked"}'
     head = (f"POST /api/{USER}/tasks HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n").encode() + AUTH + b"\r\n"
+            "Transfer-Encoding: chunked\r\n").encode() + auth() + b"\r\n"
     with closing(connect(server)) as sock:
         sock.sendall(head)
         for piece in (body[:7], body[7:]):
