@@ -1,22 +1,35 @@
 """`/metrics` for operators: absent (404) without METRICS_TOKEN; 401 without the token; with
 it, the Prometheus text of request counts and durations by route template, the database pool
-gauges and rate-limit refusals.
+gauges and rate-limit refusals. Under gunicorn, every worker's counts add up in any worker's
+scrape (prometheus_client's multiprocess mode), a killed worker included.
 
 In-process apps share the process's metrics (prometheus_client keeps one set per process), so
 these tests compare a scrape before with one after."""
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import signal
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import assert_problem, bearer, make_config
+from tests.gunicorn_server import Gunicorn, refusal
 from todo import create_app
 from todo.database import reading
 
@@ -195,3 +208,115 @@ def test_rate_limit_refusals_are_counted_by_scope(limited_config):
     assert value(after, REFUSALS, scope="writes") == value(before, REFUSALS, scope="writes") + 1
     assert value(after, REFUSALS, scope="all") == value(before, REFUSALS, scope="all") + 1
     assert value(after, REQUESTS, route="/api/<user_id>/tasks", method="GET", status="429") >= 1
+
+
+# ---------------------------------------------------------------- gunicorn, two workers
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "todo.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """A GET on a new connection (so the kernel picks a worker for each)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def api_requests(samples: Samples) -> float:
+    return sum(count for (name, labels), count in samples.items()
+               if name == REQUESTS and ("route", "/api/<user_id>/tasks") in labels)
+
+
+def metrics_files(worker_pid: int) -> list[str]:
+    """The files a worker of a server started without PROMETHEUS_MULTIPROC_DIR writes to (in
+    the directory gunicorn.conf.py made)."""
+    return glob.glob(os.path.join(tempfile.gettempdir(), "todo-api-metrics-*", f"*_{worker_pid}.db"))
+
+
+def scrape_server(server: Gunicorn) -> Samples:
+    status, text = http_get(f"{server.base}/metrics", SCRAPER)
+    assert status == 200, text
+    return parse(text)
+
+
+@pytest.fixture
+def server(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gunicorn]:
+    # Without PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py makes a directory), the way a
+    # deployment that knows nothing of it runs.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    server = Gunicorn(sqlite_url, METRICS_TOKEN=TOKEN, WEB_CONCURRENCY="2")
+    yield server
+    server.stop()
+
+
+def test_two_workers_counts_add_up_and_survive_a_killed_worker(server):
+    workers = server.worker_pids()
+    assert len(workers) == 2
+    sent = 60
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(
+            lambda _: http_get(f"{server.base}/api/alice/tasks", bearer("alice"))[0], range(sent)
+        ))
+    assert statuses == [200] * sent
+
+    # Each worker counted what it served, in its own file; the kernel gave each some.
+    served = {}
+    for pid in workers:
+        counter_files = [path for path in metrics_files(pid) if "counter_" in path]
+        assert len(counter_files) == 1, metrics_files(pid)
+        served[pid] = api_requests(parse_files(counter_files))
+    assert all(count > 0 for count in served.values()), served
+    assert sum(served.values()) == sent
+    directory = os.path.dirname(metrics_files(workers[0])[0])
+
+    # Whichever worker answers a scrape, it reports both workers' requests.
+    for _ in range(6):
+        samples = scrape_server(server)
+        assert api_requests(samples) == sent
+        assert value(samples, IN_USE) == 0 and value(samples, WAITING) == 0
+
+    killed = workers[0]
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        replaced = server.worker_pids()
+        if len(replaced) == 2 and killed not in replaced and all(
+            any("gauge_livesum" in path for path in metrics_files(pid)) for pid in replaced
+        ):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"gunicorn did not replace worker {killed}: {server.output()[-2000:]}")
+    # The killed worker's gauges were dropped (child_exit); its counts still count.
+    assert not glob.glob(os.path.join(directory, f"gauge_*_{killed}.db"))
+    for _ in range(6):
+        assert api_requests(scrape_server(server)) == sent
+
+    server.stop()
+    assert not os.path.exists(directory)  # removed when the server stopped (on_exit)
+
+
+def parse_files(paths: list[str]) -> Samples:
+    samples: Samples = {}
+    for family in MultiProcessCollector.merge(paths):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def test_gunicorn_refuses_a_metrics_directory_that_does_not_exist(sqlite_url, tmp_path):
+    missing = tmp_path / "missing"
+    code, output = refusal(sqlite_url, PROMETHEUS_MULTIPROC_DIR=str(missing),
+                           METRICS_TOKEN=TOKEN, WEB_CONCURRENCY="1")
+    assert code != 0
+    assert f"todo-api: configuration error: PROMETHEUS_MULTIPROC_DIR '{missing}' is not a" \
+           " directory" in output
+    assert "Booting worker" not in output
