@@ -13,6 +13,7 @@ Nothing is read at import time, so tests can build apps with any settings.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 DEFAULT_INSTANCE_PATH = PROJECT_ROOT / "instance"
 ENVIRONMENTS = ("development", "testing", "production")
 MIN_SECRET_BYTES = 32
+# RFC 6750's b64token: what a client can send as `Authorization: Bearer <token>` unchanged.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class ConfigError(RuntimeError):
@@ -78,6 +81,17 @@ def _list_setting(environ: Mapping[str, str], name: str, default: str = "") -> l
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def _metrics_token(environ: Mapping[str, str]) -> str:
+    """`METRICS_TOKEN`: the bearer token `/metrics` asks for; empty (no `/metrics`) if unset."""
+    token = environ.get("METRICS_TOKEN", "").strip()
+    if token and not BEARER_TOKEN.fullmatch(token):
+        raise ConfigError(
+            "METRICS_TOKEN must be a bearer token: letters, digits and - . _ ~ + /,"
+            " optionally ending in ="
+        )
+    return token
+
+
 def _development_secret(instance_path: Path) -> str:
     """A random secret generated once per checkout, so `flask token create` and the server agree."""
     secret_file = instance_path / "dev-secret"
@@ -127,6 +141,11 @@ def _check_production(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "set BETTER_AUTH_SECRET (at least 32 bytes) or JWT_JWKS_URL; refusing to start"
             " with no way to verify tokens"
+        )
+    metrics_token: str = config["METRICS_TOKEN"]
+    if metrics_token and len(metrics_token.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"METRICS_TOKEN is shorter than {MIN_SECRET_BYTES} bytes; refusing to start"
         )
 
 
@@ -208,6 +227,7 @@ def load_config(
         "RATELIMIT_WRITES_PER_USER": env.get("RATELIMIT_WRITES_PER_USER", "120 per minute")
         .strip(),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "todo-api").strip(),
+        "METRICS_TOKEN": _metrics_token(env),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").strip().upper(),
         "LOG_FORMAT": env.get("LOG_FORMAT", "text" if name == "development" else "json")
         .strip()

@@ -19,7 +19,9 @@ vs 192-231 ms, create 193-283 ms vs 256-448 ms).
 import multiprocessing
 import os
 import resource
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from config import ConfigError, check_server_processes, load_config
@@ -64,15 +66,52 @@ limit_request_field_size = 64 * 1024
 def on_starting(server: Any) -> None:
     """Before any worker boots: refuse, in one line, settings the app refuses (config.py),
     as gunicorn would otherwise replace a worker that exits while booting over and over (here
-    the real worker count is known, so rate limits counted per process are refused too); and
-    let the workers use as many descriptors as the system allows, one per connection."""
+    the real worker count is known, so rate limits counted per process are refused too); let
+    the workers use as many descriptors as the system allows, one per connection; and give
+    them a directory for their metrics."""
     try:
         check_server_processes(load_config(), server.cfg.workers)
+        _prepare_metrics_directory()
     except ConfigError as error:
         sys.exit(f"todo-api: configuration error: {error}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# Workers write their metrics to files in PROMETHEUS_MULTIPROC_DIR, and a scrape of any of them
+# adds up all the files (prometheus_client's multiprocess mode, todo/metrics.py). The variable
+# must be set before the workers fork: prometheus_client reads it when a worker first imports
+# it. So nothing here imports prometheus_client at the top.
+_metrics_directory_made = ""
+
+
+def _prepare_metrics_directory() -> None:
+    """Use PROMETHEUS_MULTIPROC_DIR if given, else a fresh directory for this server's run
+    (so its counters start at zero, as a restarted process's would)."""
+    global _metrics_directory_made
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if given:
+        if not os.path.isdir(given):
+            raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR {given!r} is not a directory")
+        return
+    _metrics_directory_made = tempfile.mkdtemp(prefix="todo-api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_directory_made
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker exited or was killed: its gauges (pool connections in
+    use, threads waiting) stop counting; its counters and histograms still do."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory made at start, unless a new master (gunicorn's USR2
+    upgrade) has taken over and uses it."""
+    if _metrics_directory_made and not server.reexec_pid:
+        shutil.rmtree(_metrics_directory_made, ignore_errors=True)
 
 
 # The app writes its own structured access log (one JSON line per request).

@@ -116,6 +116,18 @@ class TestProduction:
         with pytest.raises(ConfigError):
             load_config(environ=self.base())
 
+    def test_refuses_a_short_metrics_token(self):
+        with pytest.raises(ConfigError, match="^METRICS_TOKEN is shorter than 32 bytes; refusing"):
+            load_config("production", environ=self.base(BETTER_AUTH_SECRET=STRONG_SECRET,
+                                                         METRICS_TOKEN="m" * 31))
+
+    def test_accepts_a_long_metrics_token_or_none(self):
+        environ = self.base(BETTER_AUTH_SECRET=STRONG_SECRET)
+        assert load_config("production", environ=environ)["METRICS_TOKEN"] == ""
+        token = "m" * 32
+        config = load_config("production", environ={**environ, "METRICS_TOKEN": f" {token} "})
+        assert config["METRICS_TOKEN"] == token
+
     def test_the_message_is_one_line(self):
         with pytest.raises(ConfigError) as error:
             load_config("production", environ=self.base())
@@ -153,6 +165,20 @@ class TestServerProcesses:
     def test_a_misspelt_opt_out_is_refused(self):
         with pytest.raises(ConfigError, match="RATELIMIT_ALLOW_PER_PROCESS must be true or false"):
             self.config(RATELIMIT_ALLOW_PER_PROCESS="ture")
+
+
+@pytest.mark.parametrize("token", ["metrics token with spaces", "tökén-" + "x" * 32, "a=b" * 16])
+def test_a_metrics_token_no_client_could_send_as_a_bearer_token_is_refused(token):
+    with pytest.raises(ConfigError, match="METRICS_TOKEN must be a bearer token"):
+        load_config("testing", environ={"DATABASE_URL": "postgresql://u@h/db",
+                                        "METRICS_TOKEN": token})
+
+
+@pytest.mark.parametrize("token", ["short", "abcDEF012-._~+/" * 3, "c2VjcmV0" * 4 + "=="])
+def test_a_metrics_token_of_any_length_outside_production(token):
+    config = load_config("testing", environ={"DATABASE_URL": "postgresql://u@h/db",
+                                             "METRICS_TOKEN": token})
+    assert config["METRICS_TOKEN"] == token
 
 
 def test_development_generates_and_keeps_a_secret(tmp_path: Path):

@@ -16,6 +16,7 @@ from todo import (
     cors,
     database,
     errors,
+    metrics,
     query_string,
     rate_limit,
     request_body,
@@ -57,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     access_log.init_app(app)
+    metrics.init_app(app)  # right after the access log, so it times nearly all of a request
     request_id.init_app(app)
     query_string.init_app(app)
     db.init_app(app)
@@ -85,3 +87,6 @@ def _register_blueprints(app: Flask) -> None:
     api.register_blueprint(tasks_blp)
     api.register_blueprint(tags_blp)
     app.register_blueprint(docs.blp)
+    if metrics.enabled(app.config):
+        # An operations endpoint with a token of its own: not in the OpenAPI document.
+        app.register_blueprint(metrics.blp)

@@ -32,7 +32,8 @@ KEY_TYPE_OF_ALGORITHM = {
 }
 # Better Auth's tokens are well under 2 KB; anything this large is not one of ours.
 MAX_TOKEN_BYTES = 8 * 1024
-# Endpoints anyone may call without a token. Everything else requires one.
+# Endpoints that take no user token (and are not rate limited). Everything else requires one.
+# `/metrics` checks a token of its own, METRICS_TOKEN (todo/metrics.py).
 PUBLIC_ENDPOINTS = frozenset(
     {
         "health.liveness",
@@ -42,6 +43,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "docs.swagger_ui_asset",
         "docs.swagger_initializer",
         "index",
+        "metrics.scrape",
     }
 )
 JWKS_REFRESH_COOLDOWN_SECONDS = 60

@@ -14,6 +14,7 @@ import time
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 
+from todo import metrics
 from todo.auth import PUBLIC_ENDPOINTS
 from todo.problems import problem_response
 
@@ -36,6 +37,9 @@ def _exempt_unless_write() -> bool:
 
 
 def handle_rate_limited(error: RateLimitExceeded) -> Response:
+    # `error.limit` is the limit that was hit (`limiter.current_limit` holds the same one, but
+    # as a RequestLimit, whose scope is only inside its storage key).
+    metrics.count_rate_limit_refusal(error.limit.scope)
     limiter: Limiter = current_app.extensions["todo.limiter"]
     current = limiter.current_limit
     retry_after = max(1, math.ceil(current.reset_at - time.time())) if current else 1
