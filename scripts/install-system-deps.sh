@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages the test suite drives (PgBouncer, Chromium, wrk). Installed only when missing,
+# Debian packages the test suite drives (PgBouncer, nginx, Chromium, wrk). Installed only when missing,
 # and only where we may (root, or passwordless sudo); otherwise the tests that need them say so.
 set -euo pipefail
 
 packages=()
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
+# The load balancer of the several-replica topology (deploy/cluster.py, tests/test_cluster.py).
+# The cluster runs its own nginx (`nginx -c <its config> -p <its directory>` on its own port),
+# so a system nginx the package may start on port 80 is neither needed nor in the way.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
 # Browser tests (tests/test_browser.py): Debian's Chromium and its ChromeDriver, never a downloaded browser.
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 [ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
