@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -47,10 +48,10 @@ PLACEHOLDER = re.compile(r"\$\{(TODO_[A-Z0-9_]+)\}")
 FAIL_TIMEOUT_SECONDS = 2
 
 
-def render_nginx_conf(values: Mapping[str, str], template: str | None = None) -> str:
+def render_nginx_conf(values: Mapping[str, str]) -> str:
     """deploy/nginx.conf with its `${TODO_...}` placeholders filled in, as the nginx image's
     envsubst fills them in compose.yaml; a placeholder without a value is an error."""
-    text = NGINX_TEMPLATE.read_text() if template is None else template
+    text = NGINX_TEMPLATE.read_text()
     missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in values})
     if missing:
         raise ValueError(f"no value for {', '.join(missing)} in the nginx template")
@@ -75,6 +76,22 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
+def raise_open_files_limit() -> None:
+    """As many descriptors as allowed, for this process and the ones it starts: nginx holds
+    two per proxied request, and thousands of slow clients each one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
 def ensure_database(database_url: str) -> None:
     """Create the database of `database_url` on its server if it does not exist."""
     url = sa.engine.make_url(database_url).set(drivername="postgresql+psycopg2")
@@ -90,6 +107,96 @@ def ensure_database(database_url: str) -> None:
                 connection.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
     finally:
         admin.dispose()
+
+
+class Nginx:
+    """nginx run from deploy/nginx.conf in the foreground, as a child process, with its own
+    config, prefix, pid file, logs and port under `workdir`: a system nginx (the Debian
+    package may start one on port 80) is neither used nor disturbed.
+
+    `upstream_servers` is the upstream block's server lines; `values` adds or overrides
+    template values."""
+
+    def __init__(self, workdir: Path, port: int, upstream_servers: str,
+                 values: Mapping[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.values = {
+            "TODO_LISTEN": f"127.0.0.1:{port}",
+            "TODO_UPSTREAM_SERVERS": upstream_servers,
+            "TODO_MAX_BODY_SIZE": "65536",
+            "TODO_ALLOWED_ORIGINS": "http://localhost:3000",
+            "TODO_ACCESS_LOG": str(self.access_log_path),
+            "TODO_ERROR_LOG": str(self.error_log_path),
+            "TODO_PID_FILE": str(workdir / "nginx.pid"),
+            "TODO_TEMP_DIR": str(workdir / "nginx-temp"),
+            **(values or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def access_log_path(self) -> Path:
+        return self.workdir / "nginx-access.log"
+
+    @property
+    def error_log_path(self) -> Path:
+        return self.workdir / "nginx-error.log"
+
+    def start(self, health_check: bool = True) -> None:
+        """Start nginx and wait until `/health` answers 200 through it (or, without
+        `health_check`, until it takes connections)."""
+        (self.workdir / "nginx-temp").mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "nginx.conf"
+        config.write_text(render_nginx_conf(self.values))
+        # `-e`: what nginx says before it has read the config goes to our log too, not to
+        # /var/log/nginx (which an unprivileged user cannot open).
+        command = [NGINX, "-p", str(self.workdir), "-c", str(config),
+                   "-e", str(self.error_log_path), "-g", "daemon off;"]
+        raise_open_files_limit()
+        with (self.workdir / "nginx-output.log").open("a") as output:
+            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output_text = (self.workdir / "nginx-output.log").read_text()
+                raise RuntimeError(f"nginx exited while starting:\n{output_text}\n{self.errors()}")
+            if health_check and http_status(self.url + "/health") == 200:
+                return
+            if not health_check and _listening(self.port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx did not answer within 20 s:\n{self.errors()}")
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """A graceful stop: requests in flight are completed first."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGQUIT)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The access log so far, one dict per request (deploy/nginx.conf's `todo` format)."""
+        if not self.access_log_path.exists():
+            return []
+        return [json.loads(line) for line in self.access_log_path.read_text().splitlines()
+                if line.strip()]
+
+    def errors(self) -> str:
+        path = self.error_log_path
+        return path.read_text()[-3000:] if path.exists() else ""
 
 
 @dataclass
@@ -148,7 +255,6 @@ class Cluster:
         self.secret = secret or secrets.token_urlsafe(32)
         self.metrics_token = metrics_token or secrets.token_urlsafe(24)
         self.environ = dict(environ or {})
-        self.port = port or free_port()
         ports = replica_ports or [free_port() for _ in range(replicas)]
         if len(ports) != replicas:
             raise ValueError("one port per replica")
@@ -163,8 +269,16 @@ class Cluster:
             for i, replica_port in enumerate(ports)
         ]
         self.pgbouncer: PgBouncer | None = None
-        self.nginx: subprocess.Popen[bytes] | None = None
-        self.nginx_output: TextIO | None = None
+        self.port = port or free_port()
+        servers = " ".join(
+            f"server {replica.address} max_fails=1 fail_timeout={FAIL_TIMEOUT_SECONDS}s;"
+            for replica in self.replicas
+        )
+        environ = self._base_environ()
+        self.nginx = Nginx(self.workdir, self.port, servers, {
+            "TODO_MAX_BODY_SIZE": environ.get("MAX_CONTENT_LENGTH", "65536"),
+            "TODO_ALLOWED_ORIGINS": environ["ALLOWED_ORIGINS"],
+        })
 
     # ------------------------------------------------------------------ addresses
 
@@ -183,14 +297,6 @@ class Cluster:
         if self.pgbouncer is None:
             raise RuntimeError("the cluster is not running")
         return self.pgbouncer.url_for(self.database_url)
-
-    @property
-    def access_log_path(self) -> Path:
-        return self.workdir / "nginx-access.log"
-
-    @property
-    def error_log_path(self) -> Path:
-        return self.workdir / "nginx-error.log"
 
     # ------------------------------------------------------------------ start and stop
 
@@ -212,7 +318,7 @@ class Cluster:
                 self._start_process(replica)
             for replica in self.replicas:
                 self._wait_until_ready(replica)
-            self._start_nginx()
+            self.nginx.start()
         except BaseException:
             self.stop()
             raise
@@ -220,16 +326,7 @@ class Cluster:
 
     def stop(self) -> None:
         """nginx first (it finishes what it is passing on), then the replicas, PgBouncer last."""
-        if self.nginx is not None and self.nginx.poll() is None:
-            self.nginx.send_signal(signal.SIGQUIT)  # graceful: requests in flight complete
-            try:
-                self.nginx.wait(15)
-            except subprocess.TimeoutExpired:
-                self.nginx.kill()
-                self.nginx.wait()
-        if self.nginx_output is not None:
-            self.nginx_output.close()
-            self.nginx_output = None
+        self.nginx.stop()
         for replica in self.replicas:
             if replica.running():
                 self.stop_replica(replica.index)
@@ -295,45 +392,6 @@ class Cluster:
         raise RuntimeError(f"replica {replica.index} was not ready within {timeout} s:\n"
                            f"{replica.log_path.read_text()[-3000:]}")
 
-    def nginx_values(self) -> dict[str, str]:
-        servers = " ".join(
-            f"server {replica.address} max_fails=1 fail_timeout={FAIL_TIMEOUT_SECONDS}s;"
-            for replica in self.replicas
-        )
-        environ = self._base_environ()
-        return {
-            "TODO_LISTEN": f"127.0.0.1:{self.port}",
-            "TODO_UPSTREAM_SERVERS": servers,
-            "TODO_MAX_BODY_SIZE": environ.get("MAX_CONTENT_LENGTH", "65536"),
-            "TODO_ALLOWED_ORIGINS": environ["ALLOWED_ORIGINS"],
-            "TODO_ACCESS_LOG": str(self.access_log_path),
-            "TODO_ERROR_LOG": str(self.error_log_path),
-            "TODO_PID_FILE": str(self.workdir / "nginx.pid"),
-            "TODO_TEMP_DIR": str(self.workdir / "nginx-temp"),
-        }
-
-    def _start_nginx(self) -> None:
-        (self.workdir / "nginx-temp").mkdir(exist_ok=True)
-        config = self.workdir / "nginx.conf"
-        config.write_text(render_nginx_conf(self.nginx_values()))
-        # Its own config, prefix, pid file and port: a system nginx (the Debian package may
-        # start one on port 80) is neither used nor disturbed. `-e` sends the messages nginx
-        # writes before reading the config to our log, not to /var/log/nginx.
-        command = [NGINX, "-p", str(self.workdir), "-c", str(config),
-                   "-e", str(self.error_log_path), "-g", "daemon off;"]
-        self.nginx_output = (self.workdir / "nginx-output.log").open("a")
-        self.nginx = subprocess.Popen(command, stdout=self.nginx_output,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.nginx.poll() is not None:
-                output = (self.workdir / "nginx-output.log").read_text()
-                raise RuntimeError(f"nginx exited while starting:\n{output}\n{self.nginx_errors()}")
-            if http_status(self.url + "/health") == 200:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"nginx did not answer within 20 s:\n{self.nginx_errors()}")
-
     # ------------------------------------------------------------------ replicas
 
     def stop_replica(self, index: int, sig: signal.Signals = signal.SIGTERM,
@@ -381,28 +439,20 @@ class Cluster:
 
     def _wait_for_port_closed(self, replica: Replica, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", replica.port), timeout=0.2).close()
-            except OSError:
-                return
+        while _listening(replica.port) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     # ------------------------------------------------------------------ what happened
 
     def access_log(self) -> list[dict[str, Any]]:
-        """nginx's access log so far, one dict per request (`deploy/nginx.conf`'s format)."""
-        if not self.access_log_path.exists():
-            return []
-        return [json.loads(line) for line in self.access_log_path.read_text().splitlines()
-                if line.strip()]
+        """nginx's access log so far, one dict per request (deploy/nginx.conf's format)."""
+        return self.nginx.access_log()
 
     def replica_log(self, index: int) -> str:
         return self.replicas[index].log_path.read_text()
 
     def nginx_errors(self) -> str:
-        path = self.error_log_path
-        return path.read_text()[-3000:] if path.exists() else ""
+        return self.nginx.errors()
 
     def token(self, user_id: str, ttl_seconds: int = 3600) -> str:
         """A token the replicas accept, shaped like the frontend's (HS256)."""
@@ -443,7 +493,7 @@ def _wait_for_signal(cluster: Cluster) -> Iterator[str]:
     signal.signal(signal.SIGTERM, handle)
     reported: set[int] = set()
     while not stopping:
-        if cluster.nginx is not None and cluster.nginx.poll() is not None:
+        if not cluster.nginx.running():
             yield "nginx exited; stopping"
             return
         for replica in cluster.replicas:
