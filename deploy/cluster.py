@@ -354,6 +354,8 @@ class Cluster:
             "RATELIMIT_STORAGE_URI": self.redis_url,
             "RATELIMIT_KEY_PREFIX": self.key_prefix,
             "METRICS_TOKEN": self.metrics_token,
+            # nginx appends the client's address to X-Forwarded-For.
+            "TRUSTED_PROXY_COUNT": "1",
             **self.environ,
         }
 

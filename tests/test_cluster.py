@@ -444,6 +444,27 @@ def test_the_rate_limit_holds_across_replicas(cluster: Cluster) -> None:
     print(f"\nrate limit across replicas: 90 reads -> 30 x 200, 60 x 429; served by {served_by}")
 
 
+def test_callers_without_a_token_are_limited_by_their_own_address(cluster: Cluster) -> None:
+    """Every request reaches the replicas from nginx's address; callers without a valid token
+    are still limited one by one, by the address nginx forwards (TRUSTED_PROXY_COUNT=1)."""
+
+    def anonymous(source: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=10,
+                                                source_address=(source, 0))
+        try:
+            connection.request("GET", "/api/someone/tasks",
+                               headers={"X-Forwarded-For": "203.0.113.1"})  # not believed
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    first = [anonymous("127.0.0.2") for _ in range(LIMIT_PER_MINUTE + 1)]
+    assert first == [401] * LIMIT_PER_MINUTE + [429]
+    assert anonymous("127.0.0.3") == 401
+
+
 def test_a_killed_replica_loses_no_acknowledged_write_and_reads_fail_over(
     cluster: Cluster,
 ) -> None:

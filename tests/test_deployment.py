@@ -254,6 +254,7 @@ def test_deploy_compose_wires_pgbouncer_redis_and_secrets_from_the_environment(t
         database = sa.engine.make_url(environ["DATABASE_URL"])
         assert (database.host, database.port) == ("pgbouncer", 5432), name
         assert environ["RATELIMIT_STORAGE_URI"].startswith("redis://redis:6379/")
+        assert environ["TRUSTED_PROXY_COUNT"] == "1"  # nginx, and only nginx, in front
         config = load_config("production", environ=environ)
         check_server_processes(config, 8)  # several workers: the counters are shared
         with pytest.raises(KeyError):
