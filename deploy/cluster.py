@@ -515,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=int(os.environ.get("CLUSTER_REPLICAS", "2")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT", "8080")),
                         help="nginx's port; replica i listens on port + 1 + i (default 8080)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "instance" / "cluster",
+                        help="nginx's config and the logs (default instance/cluster)")
     args = parser.parse_args(argv)
     database_url = os.environ.get(
         "CLUSTER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/todo_cluster"
@@ -536,10 +538,12 @@ def main(argv: list[str] | None = None) -> int:
         replica_ports=[args.port + 1 + i for i in range(args.replicas)],
         redis_url=redis_url, key_prefix="todo-cluster", secret=_secret_for_make_cluster(),
         metrics_token=os.environ.get("METRICS_TOKEN") or None,
-        workdir=ROOT / "instance" / "cluster",
+        workdir=args.workdir,
     )
     print(f"cluster: starting nginx on :{args.port}, {args.replicas} replicas, PgBouncer, "
           f"database {sa.engine.make_url(database_url)!r}, Redis {redis_url} ...", flush=True)
+    secret_setting = ("" if os.environ.get("BETTER_AUTH_SECRET", "").strip()
+                      else "BETTER_AUTH_SECRET=$(cat instance/cluster-secret) ")
     with cluster:
         replicas = ", ".join(replica.url for replica in cluster.replicas)
         print(f"""
@@ -551,8 +555,7 @@ def main(argv: list[str] | None = None) -> int:
   A token for user 'demo-user', valid one hour:
     {cluster.token("demo-user")}
   Another one:
-    BETTER_AUTH_SECRET=$(cat instance/cluster-secret) APP_ENV=production \\
-      .venv/bin/flask --app wsgi token create USER_ID
+    {secret_setting}APP_ENV=production .venv/bin/flask --app wsgi token create USER_ID
   Metrics of replica 0 (each replica has its own):
     curl -H 'Authorization: Bearer {cluster.metrics_token}' {cluster.replicas[0].url}/metrics
 

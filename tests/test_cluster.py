@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import resource
 import signal
 import socket
 import socketserver
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -39,7 +42,14 @@ import pytest
 import sqlalchemy as sa
 
 from deploy import pgbouncer
-from deploy.cluster import FAIL_TIMEOUT_SECONDS, Cluster, Nginx, free_port, nginx_available
+from deploy.cluster import (
+    FAIL_TIMEOUT_SECONDS,
+    ROOT,
+    Cluster,
+    Nginx,
+    free_port,
+    nginx_available,
+)
 from tests.conftest import (
     IN_CI,
     RUN_ID,
@@ -405,9 +415,10 @@ def test_a_refused_connection_is_passed_to_the_other_replica(tmp_path: Path, met
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
 def test_put_and_delete_are_never_sent_to_a_second_replica(tmp_path: Path, method: str) -> None:
-    """PUT and DELETE are idempotent to HTTP (and nginx) but not here (a PUT may complete a
-    recurring task, which advances it): nginx passes them to no second replica, not even
-    after a refused connection, where it would be safe; those are a 502 problem instead."""
+    """PUT and DELETE are idempotent to HTTP (and nginx) but repeating them is not harmless
+    here (a second DELETE answers 404, a second If-Match write 412): nginx passes them to no
+    second replica, not even after a refused connection, where it would be safe; those are a
+    502 problem instead."""
     answering = StandIn(answer=True)
     try:
         with nginx_in_front_of(tmp_path, [free_port(), answering.port]) as nginx:
@@ -741,3 +752,60 @@ def test_nginx_answers_502_problems_when_no_replica_is_up(cluster: Cluster) -> N
             cluster.start_replica(replica.index)
         time.sleep(FAIL_TIMEOUT_SECONDS)
     assert get(f"{cluster.url}/api/{user}/tasks", auth)[0] == 200
+
+
+# ---------------------------------------------------------------- make cluster
+
+
+def free_port_pair() -> int:
+    """A port p with p + 1 free too (nginx's and the replica's)."""
+    while True:
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def test_make_cluster_starts_the_topology_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    """`python -m deploy.cluster` (what `make cluster` runs), as a person would use it."""
+    require_postgres()
+    _require(nginx=nginx_available(), pgbouncer=pgbouncer.available(), redis=_redis_reachable())
+    name = f"todo_test_{RUN_ID}_{worker_id()}_make_cluster"
+    database_url = create_pg_database(name)
+    drop_pg_database(name)  # it creates the database itself when missing
+    port = free_port_pair()
+    environ = {**os.environ, "CLUSTER_DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET,
+               "CLUSTER_REDIS_URL": REDIS_URL, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cluster", "--replicas", "1", "--port", str(port),
+         "--workdir", str(tmp_path)],
+        cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if "Ctrl-C stops everything." in line:
+                break
+        text = "".join(output)
+        assert f"http://127.0.0.1:{port}" in text, text
+        token = re.search(r"valid one hour:\n\s+(\S+)", text)
+        assert token, text
+        status, _, body = get(f"http://127.0.0.1:{port}/api/demo-user/tasks",
+                              {"Authorization": f"Bearer {token.group(1)}"})
+        assert status == 200 and json.loads(body)["total"] == 0
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+        assert "cluster: stopping" in "".join(output) + process.stdout.read()
+        for used in (port, port + 1):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", used), timeout=1).close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        drop_pg_database(name)
