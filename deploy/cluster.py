@@ -253,7 +253,7 @@ class Cluster:
         self.redis_url = redis_url
         self.key_prefix = key_prefix or f"todo-cluster-{uuid.uuid4().hex[:8]}"
         self.secret = secret or secrets.token_urlsafe(32)
-        self.metrics_token = metrics_token or secrets.token_urlsafe(24)
+        self.metrics_token = metrics_token or secrets.token_urlsafe(32)
         self.environ = dict(environ or {})
         ports = replica_ports or [free_port() for _ in range(replicas)]
         if len(ports) != replicas:
