@@ -243,7 +243,7 @@ def test_deploy_compose_nginx_config_is_the_template_with_the_replicas_as_upstre
 
 
 def test_deploy_compose_wires_pgbouncer_redis_and_secrets_from_the_environment(topology):
-    secrets = {"BETTER_AUTH_SECRET": "s" * 40, "POSTGRES_PASSWORD": "pw", "METRICS_TOKEN": "m"}
+    secrets = {"BETTER_AUTH_SECRET": "s" * 40, "POSTGRES_PASSWORD": "pw", "METRICS_TOKEN": "m" * 32}
     for name, service in replicas_of(topology).items():
         raw = {key: str(value) for key, value in service["environment"].items()}
         # No secret is written in the file: each comes from the environment.
