@@ -230,7 +230,7 @@ class Cluster:
 
     Everything listens on 127.0.0.1: nginx on `port` (a free one if 0), replica i on
     `replica_ports[i]` (free ones if not given). Files (nginx's config and logs, the replicas'
-    logs) are kept in `workdir` (a new temporary directory if not given).
+    logs) are kept in `workdir` (if not given, a temporary directory removed by `stop()`).
     """
 
     def __init__(
@@ -258,6 +258,8 @@ class Cluster:
         ports = replica_ports or [free_port() for _ in range(replicas)]
         if len(ports) != replicas:
             raise ValueError("one port per replica")
+        # A temporary directory made here is removed by stop(); a given one is kept.
+        self.own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="todo-cluster-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         # nginx's workers (an unprivileged user when started as root) write temporary files
@@ -333,6 +335,8 @@ class Cluster:
         if self.pgbouncer is not None:
             self.pgbouncer.stop()
             self.pgbouncer = None
+        if self.own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _migrate(self) -> None:
         """`flask db upgrade` through the direct URL, as the README says for Neon."""
