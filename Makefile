@@ -5,6 +5,9 @@
 #   make bench        the benchmark: gunicorn + wrk + pgbench on seeded PostgreSQL databases,
 #                     and the service's req/s as a fraction of a bare-WSGI floor's
 #   make bench-smoke  the same, seconds long on tiny data (what CI runs, through pytest)
+# and for running several replicas (README "Several replicas"):
+#   make cluster      nginx on :8080 in front of 2 gunicorn replicas, PgBouncer in front of the
+#                     local PostgreSQL (CLUSTER_DATABASE_URL), rate limits in Redis; Ctrl-C stops it
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -58,6 +61,13 @@ bench: install system-deps
 
 bench-smoke: install system-deps
 	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
+
+# Extra options: make cluster CLUSTER_ARGS="--replicas 3 --port 9090" (python -m deploy.cluster --help).
+CLUSTER_ARGS ?=
+.PHONY: cluster
+cluster: install
+	@bash scripts/install-system-deps.sh nginx pgbouncer
+	$(BIN)/python -m deploy.cluster $(CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

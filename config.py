@@ -228,6 +228,8 @@ def load_config(
         .strip(),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "todo-api").strip(),
         "METRICS_TOKEN": _metrics_token(env),
+        # Proxies in front that append the client's address to X-Forwarded-For (nginx: 1).
+        "TRUSTED_PROXY_COUNT": _int_setting(env, "TRUSTED_PROXY_COUNT", 0),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").strip().upper(),
         "LOG_FORMAT": env.get("LOG_FORMAT", "text" if name == "development" else "json")
         .strip()

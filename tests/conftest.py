@@ -31,7 +31,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from werkzeug.serving import make_server
 
 from config import load_config
-from tests import pgbouncer
+from deploy import pgbouncer
 from todo import create_app
 from todo.extensions import db
 

@@ -2,7 +2,9 @@
 
 There is no Docker engine here, so the Dockerfile is checked by reading it, and its
 entrypoint script is run with stand-ins for `flask` and `gunicorn` that record how they
-were called. The HEALTHCHECK command itself is run against a real gunicorn.
+were called. The HEALTHCHECK command itself is run against a real gunicorn. The compose
+files are parsed: deploy/compose.yaml (several replicas behind nginx) is checked for its
+wiring, and its nginx config is the template deploy/cluster.py runs (tests/test_cluster.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import flask_migrate
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from config import check_server_processes, load_config
@@ -164,3 +167,104 @@ def test_entrypoint_migrates_first_when_asked(recording_path):
         "gunicorn --config gunicorn.conf.py wsgi:app",
     ]
 
+
+
+# ---------------------------------------------------------------- deploy/compose.yaml
+
+
+DEPLOY_COMPOSE = ROOT / "deploy" / "compose.yaml"
+COMPOSE_VARIABLE = re.compile(r"\$\{([A-Z_]+)(?::([?-])([^}]*))?\}")
+
+
+def interpolate(value: str, environ: dict[str, str]) -> str:
+    """Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?error}`."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, kind, text = match.groups()
+        if environ.get(name):
+            return environ[name]
+        if kind == "?":
+            raise KeyError(f"{name}: {text}")
+        return text or ""
+
+    return COMPOSE_VARIABLE.sub(replace, value)
+
+
+@pytest.fixture
+def topology() -> dict[str, dict]:
+    return yaml.safe_load(DEPLOY_COMPOSE.read_text())["services"]
+
+
+def replicas_of(services: dict[str, dict]) -> dict[str, dict]:
+    """The services built from the project's Dockerfile that serve the API (not `migrate`)."""
+    return {name: service for name, service in services.items()
+            if service.get("build") == ".." and "entrypoint" not in service}
+
+
+def test_deploy_compose_runs_several_replicas_behind_nginx(topology):
+    replicas = replicas_of(topology)
+    count = sum(int(service.get("deploy", {}).get("replicas", 1)) for service in replicas.values())
+    assert count >= 2
+    assert {"nginx", "pgbouncer", "redis", "db", "migrate"} <= set(topology)
+    nginx = topology["nginx"]
+    assert nginx["image"].startswith("nginx:")
+    assert set(replicas) <= set(nginx["depends_on"])
+    for name, service in topology.items():
+        if name != "migrate":  # a one-shot job
+            assert "healthcheck" in service or service.get("build") == "..", name
+    # The replicas' image has its own HEALTHCHECK, which nginx waits for.
+    assert all(nginx["depends_on"][name]["condition"] == "service_healthy" for name in replicas)
+
+
+def test_deploy_compose_nginx_config_is_the_template_with_the_replicas_as_upstreams(topology):
+    from deploy.cluster import render_nginx_conf
+
+    nginx = topology["nginx"]
+    mount = next(volume for volume in nginx["volumes"] if volume.startswith("./nginx.conf:"))
+    assert mount.split(":")[1] == "/etc/nginx/templates/nginx.conf.template"
+    environ = {name: str(value) for name, value in nginx["environment"].items()}
+    assert environ["NGINX_ENVSUBST_OUTPUT_DIR"] == "/etc/nginx"
+    values = {name: interpolate(value, {}) for name, value in environ.items()
+              if name.startswith("TODO_")}
+    # Every placeholder has a value (render refuses otherwise), and what fills it is what the
+    # image's envsubst would see: a filter that lets exactly these through.
+    config = render_nginx_conf(values)
+    assert all(re.search(environ["NGINX_ENVSUBST_FILTER"], name) for name in values)
+    upstream = re.search(r"upstream todo_api \{(.*?)\}", config, re.S)
+    assert upstream
+    servers = re.findall(r"server ([\w.-]+):(\d+)", upstream.group(1))
+    replicas = replicas_of(topology)
+    assert sorted(host for host, _ in servers) == sorted(replicas)
+    assert {port for _, port in servers} == {"8000"}  # the image's PORT
+    assert f"listen {values['TODO_LISTEN']} " in config
+    assert nginx["ports"] == [f"{values['TODO_LISTEN']}:{values['TODO_LISTEN']}"]
+    assert values["TODO_MAX_BODY_SIZE"] == str(load_config(
+        "production", environ={"BETTER_AUTH_SECRET": "s" * 32})["MAX_CONTENT_LENGTH"])
+
+
+def test_deploy_compose_wires_pgbouncer_redis_and_secrets_from_the_environment(topology):
+    secrets = {"BETTER_AUTH_SECRET": "s" * 40, "POSTGRES_PASSWORD": "pw", "METRICS_TOKEN": "m" * 32}
+    for name, service in replicas_of(topology).items():
+        raw = {key: str(value) for key, value in service["environment"].items()}
+        # No secret is written in the file: each comes from the environment.
+        assert raw["BETTER_AUTH_SECRET"].startswith("${BETTER_AUTH_SECRET:?")
+        assert raw["METRICS_TOKEN"].startswith("${METRICS_TOKEN")
+        assert "${POSTGRES_PASSWORD:?" in raw["DATABASE_URL"]
+        environ = {key: interpolate(value, secrets) for key, value in raw.items()}
+        database = sa.engine.make_url(environ["DATABASE_URL"])
+        assert (database.host, database.port) == ("pgbouncer", 5432), name
+        assert environ["RATELIMIT_STORAGE_URI"].startswith("redis://redis:6379/")
+        assert environ["TRUSTED_PROXY_COUNT"] == "1"  # nginx, and only nginx, in front
+        config = load_config("production", environ=environ)
+        check_server_processes(config, 8)  # several workers: the counters are shared
+        with pytest.raises(KeyError):
+            interpolate(raw["BETTER_AUTH_SECRET"], {})  # compose refuses to start without it
+    pgbouncer = topology["pgbouncer"]["environment"]
+    assert pgbouncer["POOL_MODE"] == "transaction" and pgbouncer["DB_HOST"] == "db"
+    assert str(pgbouncer["DB_PASSWORD"]).startswith("${POSTGRES_PASSWORD:?")
+    assert str(topology["db"]["environment"]["POSTGRES_PASSWORD"]).startswith("${POSTGRES_PASSWORD:?")
+    # Migrations go to the server directly, not through the transaction pooler.
+    migrate = topology["migrate"]
+    assert migrate["entrypoint"] == ["flask", "--app", "wsgi", "db", "upgrade"]
+    direct = sa.engine.make_url(interpolate(migrate["environment"]["DATABASE_URL"], secrets))
+    assert direct.host == "db"

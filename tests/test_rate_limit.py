@@ -70,6 +70,30 @@ def test_requests_without_a_valid_token_are_limited_by_address(database_url):
     assert client.get("/api/alice/tasks", headers=bearer("alice")).status_code == 200
 
 
+def test_behind_a_trusted_proxy_the_forwarded_address_is_the_callers(database_url):
+    """Behind nginx (TRUSTED_PROXY_COUNT=1) every request comes from nginx's address: callers
+    without a valid token are told apart by the address nginx appends to X-Forwarded-For.
+    One a client wrote itself comes before it and does not count."""
+    client = limited_app(database_url, RATELIMIT_PER_USER="2 per minute",
+                         TRUSTED_PROXY_COUNT="1").test_client()
+    for _ in range(2):
+        assert client.get("/api/alice/tasks",
+                          headers={"X-Forwarded-For": "203.0.113.7"}).status_code == 401
+    assert_429(client.get("/api/alice/tasks", headers={"X-Forwarded-For": "203.0.113.7"}))
+    assert_429(client.get("/api/alice/tasks",
+                          headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}))
+    assert client.get("/api/alice/tasks",
+                      headers={"X-Forwarded-For": "203.0.113.8"}).status_code == 401
+
+
+def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(database_url):
+    client = limited_app(database_url, RATELIMIT_PER_USER="2 per minute").test_client()
+    for address in ("203.0.113.7", "203.0.113.8"):
+        assert client.get("/api/alice/tasks",
+                          headers={"X-Forwarded-For": address}).status_code == 401
+    assert_429(client.get("/api/alice/tasks", headers={"X-Forwarded-For": "203.0.113.9"}))
+
+
 def test_malformed_tokens_count_against_the_address_like_other_401s(database_url):
     """A token whose header `alg` is a list once failed before the limiter ran (a 500, never
     counted); it is a 401 like any other bad token, and counts."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import load_config
 from todo import (
@@ -56,6 +57,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS=API_SPEC_OPTIONS,
     )
+
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        # Behind a load balancer every request comes from its address: the client's is the
+        # entry the proxies appended to X-Forwarded-For (what the rate limit keys callers
+        # without a valid token by). Entries a client wrote itself come before and are ignored.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["TRUSTED_PROXY_COUNT"], x_proto=0, x_host=0,
+            x_port=0, x_prefix=0,
+        )
 
     access_log.init_app(app)
     metrics.init_app(app)  # right after the access log, so it times nearly all of a request
