@@ -9,6 +9,7 @@ database exactly as answered, and no failed write left half a change.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -152,7 +153,9 @@ def request(base: str, method: str, path: str, user: str, body: Any = None) -> t
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
         return error.code, None
-    except OSError:  # connection reset by a killed worker, refused while restarting...
+    # Connection reset by a killed worker, refused while restarting, or cut between the
+    # response's head and body (IncompleteRead): no answer, so the write may or may not be in.
+    except (OSError, http.client.HTTPException):
         return 0, None
 
 
