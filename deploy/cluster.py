@@ -176,6 +176,17 @@ class Nginx:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def reload(self, upstream_servers: str, settle: float = 1.0) -> None:
+        """Serve from `upstream_servers` from now on: rewrite the config and signal the
+        master (SIGHUP), whose new workers take new requests while the old ones finish
+        theirs; then wait `settle` seconds for the old ones to be done."""
+        if self.process is None:
+            raise RuntimeError("nginx is not running")
+        self.values["TODO_UPSTREAM_SERVERS"] = upstream_servers
+        (self.workdir / "nginx.conf").write_text(render_nginx_conf(self.values))
+        self.process.send_signal(signal.SIGHUP)
+        time.sleep(settle)
+
     def stop(self) -> None:
         """A graceful stop: requests in flight are completed first."""
         if self.process is None or self.process.poll() is not None:
@@ -272,12 +283,8 @@ class Cluster:
         ]
         self.pgbouncer: PgBouncer | None = None
         self.port = port or free_port()
-        servers = " ".join(
-            f"server {replica.address} max_fails=1 fail_timeout={FAIL_TIMEOUT_SECONDS}s;"
-            for replica in self.replicas
-        )
         environ = self._base_environ()
-        self.nginx = Nginx(self.workdir, self.port, servers, {
+        self.nginx = Nginx(self.workdir, self.port, self.upstream_servers(), {
             "TODO_MAX_BODY_SIZE": environ.get("MAX_CONTENT_LENGTH", "65536"),
             "TODO_ALLOWED_ORIGINS": environ["ALLOWED_ORIGINS"],
         })
@@ -434,14 +441,25 @@ class Cluster:
         self._start_process(replica)
         self._wait_until_ready(replica)
 
-    def rolling_restart(self, settle: float = FAIL_TIMEOUT_SECONDS) -> None:
-        """Restart the replicas one at a time: SIGTERM (gunicorn finishes the requests it has
-        and closes), wait for it to exit, start it, wait until it is ready, then `settle`
-        seconds for nginx to take it back before the next one goes."""
+    def upstream_servers(self, out_of_rotation: int | None = None) -> str:
+        """nginx's server lines for the replicas; `out_of_rotation` is marked `down`."""
+        return " ".join(
+            f"server {replica.address} max_fails=1 fail_timeout={FAIL_TIMEOUT_SECONDS}s"
+            + (" down" if replica.index == out_of_rotation else "") + ";"
+            for replica in self.replicas
+        )
+
+    def rolling_restart(self) -> None:
+        """Restart the replicas one at a time, each out of nginx's rotation first: reload
+        nginx with the replica marked `down` (new requests go to the others), SIGTERM it
+        (gunicorn finishes the requests it has and exits), start it, wait until it is
+        ready, and put it back. No request meets a stopping replica, so none is refused or
+        cut off whatever its method: nginx need not retry a PUT or a DELETE."""
         for replica in self.replicas:
+            self.nginx.reload(self.upstream_servers(out_of_rotation=replica.index))
             self.stop_replica(replica.index, signal.SIGTERM)
             self.start_replica(replica.index)
-            time.sleep(settle)
+            self.nginx.reload(self.upstream_servers())
 
     def _wait_for_port_closed(self, replica: Replica, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
