@@ -116,7 +116,7 @@ def _engine_options(database_url: str, environ: Mapping[str, str]) -> dict[str, 
         return {"connect_args": {"timeout": 15}, "json_serializer": _json_text}
     return {
         "json_serializer": _json_text,
-        # Not `pool_pre_ping`: todo/connection_check.py checks each checkout, with a ping only
+        # Not `pool_pre_ping`: todo/data/connection_check.py checks each checkout, with a ping only
         # for connections idle longer than DB_PING_AFTER_IDLE_SECONDS.
         "pool_pre_ping": False,
         "pool_size": _int_setting(environ, "DB_POOL_SIZE", 5, minimum=1),

@@ -79,8 +79,9 @@ def on_starting(server: Any) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-# Workers write their metrics to files in PROMETHEUS_MULTIPROC_DIR, and a scrape of any of them
-# adds up all the files (prometheus_client's multiprocess mode, todo/metrics.py). The variable
+# Workers write their metrics to files in PROMETHEUS_MULTIPROC_DIR, and a scrape of any of
+# them adds up all the files (prometheus_client's multiprocess mode, todo/pipeline/metrics.py).
+# The variable
 # must be set before the workers fork: prometheus_client reads it when a worker first imports
 # it. So nothing here imports prometheus_client at the top.
 _metrics_directory_made = ""

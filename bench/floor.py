@@ -46,7 +46,7 @@ import psycopg2.pool
 SQL_ENV = "BENCH_FLOOR_SQL"
 POOL_SIZE_ENV = "BENCH_FLOOR_POOL_SIZE"
 DEFAULT_POOL_SIZE = 8  # gunicorn.conf.py's default thread count
-USER_ID_MAX = 255  # todo.models.USER_ID_MAX: the longest `sub` the service accepts
+USER_ID_MAX = 255  # todo.data.models.USER_ID_MAX: the longest `sub` the service accepts
 TOKEN_CACHE_SIZE = 4096  # as the service's TokenVerifier
 PATH = re.compile(r"^/api/(?P<user_id>[^/]+)/tasks(?:/(?P<task_id>[^/]+))?$")
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE)

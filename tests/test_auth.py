@@ -39,7 +39,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-import todo.auth
+import todo.pipeline.auth
 from tests.conftest import SECRET, bearer, make_config, make_token, new_task
 from todo import create_app
 from todo.extensions import db
@@ -202,7 +202,7 @@ _real_monotonic = time.monotonic
 
 class Clock:
     """Moves the clocks token verification reads: wall time (`exp`/`nbf`/`iat` in PyJWT and
-    the claims cache in `todo.auth`) and monotonic time (PyJWT's JWKS cache and cooldown)."""
+    the claims cache in `todo.pipeline.auth`) and monotonic time (PyJWT's JWKS cache and cooldown)."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -221,7 +221,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
     shifted_time = SimpleNamespace(time=clock.time, monotonic=clock.monotonic)
-    for module in (todo.auth, jwt.api_jwk, jwt.jwk_set_cache, jwt.jwks_client):
+    for module in (todo.pipeline.auth, jwt.api_jwk, jwt.jwk_set_cache, jwt.jwks_client):
         monkeypatch.setattr(module, "time", shifted_time)
 
     class ShiftedDatetime(datetime):

@@ -6,7 +6,7 @@ from bench.pyspy_summary import by_layer, inclusive, layer, parse, report
 
 RAW = """\
 Thread.run (threading.py:982);ThreadWorker.handle (gunicorn/workers/gthread.py:553);Flask.wsgi_app (flask/app.py:1511);get_task (todo/tasks/queries.py:88);Connection.execute (sqlalchemy/engine/base.py:1419) 6
-Thread.run (threading.py:982);ThreadWorker.handle (gunicorn/workers/gthread.py:553);Flask.wsgi_app (flask/app.py:1511);log_request (todo/access_log.py:70);Logger.info (logging/__init__.py:1489) 3
+Thread.run (threading.py:982);ThreadWorker.handle (gunicorn/workers/gthread.py:553);Flask.wsgi_app (flask/app.py:1511);log_request (todo/pipeline/access_log.py:70);Logger.info (logging/__init__.py:1489) 3
 Arbiter.spawn_worker (gunicorn/arbiter.py:600);ThreadWorker.run (gunicorn/workers/gthread.py:300);EpollSelector.select (selectors.py:468) 1
 
 """

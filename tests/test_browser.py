@@ -48,7 +48,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.conftest import IN_CI, make_config, make_token, new_task, serve
 from todo import create_app
 from todo.extensions import db
-from todo.security_headers import DOCS_CSP
+from todo.pipeline.security_headers import DOCS_CSP
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -59,7 +59,7 @@ def test_postgres_pool_settings_from_environment():
         },
     )
     options = config["SQLALCHEMY_ENGINE_OPTIONS"]
-    assert options["pool_pre_ping"] is False  # todo/connection_check.py checks instead
+    assert options["pool_pre_ping"] is False  # todo/data/connection_check.py checks instead
     assert config["DB_PING_AFTER_IDLE_SECONDS"] == 10
     assert (options["pool_size"], options["max_overflow"], options["pool_recycle"]) == (7, 3, 120)
     assert options["connect_args"]["connect_timeout"] == 3

@@ -1,4 +1,4 @@
-"""Pooled connections are checked at checkout without a round trip (todo/connection_check.py):
+"""Pooled connections are checked at checkout without a round trip (todo/data/connection_check.py):
 one the server has closed is replaced before a request can fail on it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import bearer, new_task
-from todo.connection_check import server_has_spoken
+from todo.data.connection_check import server_has_spoken
 from todo.extensions import db
 
 USER = "checked-user"

@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import assert_problem, bearer, make_config
 from tests.gunicorn_server import Gunicorn, refusal
 from todo import create_app
-from todo.database import reading
+from todo.data.database import reading
 
 TOKEN = "metrics-token-0123456789-abcdefghijklmnop"
 SCRAPER = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,4 +1,4 @@
-"""Query strings are parsed once per distinct string (`todo.api.StrictParser.parse`): the
+"""Query strings are parsed once per distinct string (`todo.api.smorest.StrictParser.parse`): the
 cached answer must be the one a fresh parse gives, and a refused query is never cached."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from todo.api import Blueprint
+from todo.api.smorest import Blueprint
 from todo.tags.schemas import TagQueryArgsSchema
 from todo.tasks.schemas import TaskQueryArgsSchema
 

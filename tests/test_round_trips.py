@@ -6,7 +6,7 @@ benchmark's capture): it sees every query string that reaches PostgreSQL, includ
 psycopg2 sends from C (`BEGIN`, `SET default_transaction_isolation`) and the pool's ping,
 which SQLAlchemy's statement events never show.
 
-A connection back in the pool moments ago is reused without a ping (todo/connection_check.py),
+A connection back in the pool moments ago is reused without a ping (todo/data/connection_check.py),
 so a request right after another one sends only its own statements.
 """
 

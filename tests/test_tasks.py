@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.conftest import assert_problem, bearer, new_task
+from todo.data.models import User
 from todo.extensions import db
-from todo.models import User
 
 USER = "user-a"
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")

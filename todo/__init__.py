@@ -10,22 +10,11 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import load_config
-from todo import (
-    access_log,
-    auth,
-    cli,
-    cors,
-    database,
-    errors,
-    metrics,
-    query_string,
-    rate_limit,
-    request_body,
-    request_id,
-    security_headers,
-)
+from todo import cli, errors, pipeline
+from todo.data import database
 from todo.extensions import api, db, migrate
 from todo.flask_app import TodoFlask
+from todo.pipeline import metrics
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
 API_SPEC_OPTIONS: dict[str, Any] = {
@@ -67,29 +56,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             x_port=0, x_prefix=0,
         )
 
-    access_log.init_app(app)
-    metrics.init_app(app)  # right after the access log, so it times nearly all of a request
-    request_id.init_app(app)
-    query_string.init_app(app)
     db.init_app(app)
     database.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIRECTORY))
-    cors.init_app(app)
-    auth.init_app(app)  # who is calling (token -> g.user_id)
-    rate_limit.init_app(app)  # per-caller limits, refused requests included
-    auth.init_authorization(app)  # 401 / 403 unless the caller may use this path
-    request_body.init_app(app)
-    security_headers.init_app(app)
-    errors.init_app(app)
+    pipeline.install(app)  # what runs before and after every view: todo/pipeline/__init__.py
     cli.init_app(app)
-
     api.init_app(app)
+    errors.init_app(app)  # after api.init_app, whose HTTPException handler it replaces
     _register_blueprints(app)
     return app
 
 
 def _register_blueprints(app: Flask) -> None:
-    from todo import docs, health
+    from todo import health
+    from todo.api import docs
     from todo.tags.routes import blp as tags_blp
     from todo.tasks.routes import blp as tasks_blp
 

@@ -83,8 +83,8 @@ DEMO_TASKS: list[dict[str, object]] = [
 @click.option("--reset", is_flag=True, help="Delete the user's tasks first.")
 def demo_data_command(user_id: str, reset: bool) -> None:
     """Create a realistic set of tasks and tags for USER_ID, for trying the UI."""
-    from todo.database import writing
-    from todo.models import Task
+    from todo.data.database import writing
+    from todo.data.models import Task
     from todo.tasks import writes
 
     if not 1 <= len(user_id) <= 255:

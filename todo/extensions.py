@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from todo.api import ProblemApi
+from todo.api.smorest import ProblemApi
 
 
 class Base(DeclarativeBase):
@@ -28,4 +27,3 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 api = ProblemApi()
-cors = CORS()

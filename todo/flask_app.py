@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.routing import Map
 
-from todo.responses import no_content
+from todo.api.responses import no_content
 
 COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 

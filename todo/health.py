@@ -7,9 +7,9 @@ from flask import Response
 from marshmallow import fields, validate
 from sqlalchemy import text
 
-from todo.api import Blueprint, documents_errors
-from todo.database import reading
-from todo.responses import json_response
+from todo.api.responses import json_response
+from todo.api.smorest import Blueprint, documents_errors
+from todo.data.database import reading
 
 blp = Blueprint("health", __name__, description="Liveness and readiness.")
 

@@ -11,7 +11,7 @@ from http import HTTPStatus
 import orjson
 from gunicorn.http import errors as http_errors
 
-from todo.problems import PROBLEM_MIMETYPE, problem_body
+from todo.api.problems import PROBLEM_MIMETYPE, problem_body
 
 # gunicorn's parse errors, most specific first, and the status each is answered with.
 PARSE_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (

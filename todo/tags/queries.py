@@ -6,9 +6,9 @@ from typing import Any, TypedDict
 
 from sqlalchemy import Integer, Select, bindparam, select
 
-from todo.database import Reads
-from todo.models import Tag, tag_key
-from todo.sql import escape_like
+from todo.data.database import Reads
+from todo.data.models import Tag, tag_key
+from todo.data.sql import escape_like
 
 
 class TagUsage(TypedDict):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 
-from todo.api import Blueprint, documents_errors
-from todo.database import reading
-from todo.responses import json_response
+from todo.api.responses import json_response
+from todo.api.smorest import Blueprint, documents_errors
+from todo.data.database import reading
 from todo.tags.queries import tag_usage
 from todo.tags.schemas import TagQueryArgs, TagQueryArgsSchema, TagUsageSchema
 from todo.tasks.routes import USER_ID_PARAMETER

@@ -8,8 +8,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from todo.models import TAG_NAME_MAX
-from todo.schemas import QueryInteger, Text
+from todo.api.schemas import QueryInteger, Text
+from todo.data.models import TAG_NAME_MAX
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class TagQueryArgs:
 
 
 class TagQueryArgsSchema(ma.Schema):
-    PURE_QUERY = True  # parsed once per distinct query string (todo.api.StrictParser)
+    PURE_QUERY = True  # parsed once per distinct query string (todo.api.smorest.StrictParser)
 
     q = Text(
         validate=validate.Length(max=TAG_NAME_MAX),

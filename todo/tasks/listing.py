@@ -32,9 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from todo.database import Reads
-from todo.models import Priority, Tag, Task, tag_key, task_tags
-from todo.sql import escape_like, in_values
+from todo.data.database import Reads
+from todo.data.models import Priority, Tag, Task, tag_key, task_tags
+from todo.data.sql import escape_like, in_values
 from todo.tasks.representation import TASK_COLUMNS, task_json, task_json_sql
 
 SortKey = Literal["created_at", "updated_at", "title", "due_date", "priority"]

@@ -6,11 +6,11 @@ import uuid
 
 from sqlalchemy import bindparam, select
 
-from todo.database import Reads
-from todo.models import Task
+from todo.data.database import Reads
+from todo.data.models import Task
 from todo.tasks.representation import TASK_COLUMNS, TaskJSON, task_json
 
-# Built once: compiled once for each dialect (todo.sql.driver_statement).
+# Built once: compiled once for each dialect (todo.data.sql.driver_statement).
 GET_TASK = select(*TASK_COLUMNS).where(
     Task.id == bindparam("task_id"), Task.user_id == bindparam("user_id")
 )

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import func
 from sqlalchemy.orm import InstrumentedAttribute
 
-from todo.models import Task, tag_key
+from todo.data.models import Task, tag_key
 
 # UTC with microseconds and a `Z`, in Python and in PostgreSQL's to_char.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"

@@ -9,10 +9,10 @@ from typing import Any
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
-from todo.api import Blueprint, documents_errors
-from todo.database import reading
-from todo.problems import ProblemError
-from todo.responses import json_response, no_content
+from todo.api.problems import ProblemError
+from todo.api.responses import json_response, no_content
+from todo.api.smorest import Blueprint, documents_errors
+from todo.data.database import reading
 from todo.tasks import queries, writes
 from todo.tasks.listing import TaskListArgs, list_page
 from todo.tasks.representation import TaskJSON, task_etag

@@ -7,8 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from todo.models import DESCRIPTION_MAX, TAG_NAME_MAX, TITLE_MAX, Priority, tag_key
-from todo.schemas import (
+from todo.api.schemas import (
     CaseInsensitiveChoice,
     IsoDate,
     QueryInteger,
@@ -16,6 +15,7 @@ from todo.schemas import (
     Text,
     TrimmedString,
 )
+from todo.data.models import DESCRIPTION_MAX, TAG_NAME_MAX, TITLE_MAX, Priority, tag_key
 from todo.tasks.listing import TaskListArgs
 
 PRIORITIES = tuple(p.value for p in Priority)
@@ -135,9 +135,9 @@ class TagFilter(fields.List[str]):
 
 class TaskQueryArgsSchema(ma.Schema):
     """Query parameters of the listing. Unknown and repeated single-valued parameters are
-    rejected (by `todo.api.StrictParser`)."""
+    rejected (by `todo.api.smorest.StrictParser`)."""
 
-    PURE_QUERY = True  # parsed once per distinct query string (todo.api.StrictParser)
+    PURE_QUERY = True  # parsed once per distinct query string (todo.api.smorest.StrictParser)
 
     search = Text(
         validate=validate.Length(max=200),

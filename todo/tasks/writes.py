@@ -16,7 +16,7 @@ when the statement is the one whose result decides the answer, or from the row i
 the values it wrote (the same Python values a read gives back).
 
 The statements are built once, with bound parameters, and run in a `writing()` transaction
-(todo/database.py). Statements whose results are not needed are deferred: they travel with
+(todo/data/database.py). Statements whose results are not needed are deferred: they travel with
 the next statement, or with `COMMIT`. On PostgreSQL a toggle, a delete and a create without
 tags are one round trip (`Transaction.finish`); an edit is two, a create with tags two, and
 an edit of the tags three.
@@ -46,10 +46,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Update
 
-from todo.database import Transaction, writing
-from todo.models import Tag, Task, User, tag_key, task_tags, utc_now
-from todo.problems import ProblemError
-from todo.sql import in_values
+from todo.api.problems import ProblemError
+from todo.data.database import Transaction, writing
+from todo.data.models import Tag, Task, User, tag_key, task_tags, utc_now
+from todo.data.sql import in_values
 from todo.tasks.queries import GET_TASK
 from todo.tasks.representation import (
     TASK_COLUMNS,

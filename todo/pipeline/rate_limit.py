@@ -8,16 +8,12 @@ writes. Health checks, the docs and CORS preflights are not limited.
 
 from __future__ import annotations
 
-import math
-import time
+from flask import Flask, g, request
+from flask_limiter import ApplicationLimit, Limiter
 
-from flask import Flask, Response, current_app, g, request
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from todo.pipeline.auth import PUBLIC_ENDPOINTS
 
-from todo import metrics
-from todo.auth import PUBLIC_ENDPOINTS
-from todo.problems import problem_response
-
+LIMITER = "todo.limiter"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -36,23 +32,10 @@ def _exempt_unless_write() -> bool:
     return _exempt() or request.method in SAFE_METHODS
 
 
-def handle_rate_limited(error: RateLimitExceeded) -> Response:
-    # `error.limit` is the limit that was hit (`limiter.current_limit` holds the same one, but
-    # as a RequestLimit, whose scope is only inside its storage key).
-    metrics.count_rate_limit_refusal(error.limit.scope)
-    limiter: Limiter = current_app.extensions["todo.limiter"]
-    current = limiter.current_limit
-    retry_after = max(1, math.ceil(current.reset_at - time.time())) if current else 1
-    return problem_response(
-        429,
-        f"Too many requests: the limit is {error.description}. Retry after {retry_after} s.",
-        headers={"Retry-After": str(retry_after)},
-    )
-
-
-def init_app(app: Flask) -> None:
-    """Registers the limiter's `before_request`; call it after the caller is identified and
-    before access is decided, so refused requests count too."""
+def setup(app: Flask) -> None:
+    """Create the limiter; it registers its own `before_request` check (where this step
+    stands in the pipeline: after the caller is identified, before access is decided, so
+    refused requests count too)."""
     config = app.config
     limiter = Limiter(
         rate_limit_key,
@@ -74,5 +57,4 @@ def init_app(app: Flask) -> None:
         enabled=config["RATELIMIT_ENABLED"],
     )
     limiter.init_app(app)
-    app.extensions["todo.limiter"] = limiter
-    app.register_error_handler(RateLimitExceeded, handle_rate_limited)
+    app.extensions[LIMITER] = limiter

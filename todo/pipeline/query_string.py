@@ -6,9 +6,9 @@ parser), where bytes such as `%80` sent raw, not percent-encoded, would be a 500
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import request
 
-from todo.problems import ProblemError
+from todo.api.problems import ProblemError
 
 
 def check_query_string() -> None:
@@ -22,6 +22,3 @@ def check_query_string() -> None:
             400, "The query string is not valid UTF-8; percent-encode its bytes."
         ) from None
 
-
-def init_app(app: Flask) -> None:
-    app.before_request(check_query_string)

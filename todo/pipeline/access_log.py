@@ -105,7 +105,5 @@ def log_request(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
+def setup(app: Flask) -> None:
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
-    app.before_request_funcs.setdefault(None, []).insert(0, start_timer)
-    app.after_request(log_request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Response, g, request
 
 HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -22,8 +22,3 @@ def echo_request_id(response: Response) -> Response:
     response.headers[HEADER] = g.request_id
     return response
 
-
-def init_app(app: Flask) -> None:
-    # Registered first, so every later hook and the error handlers can log the id.
-    app.before_request_funcs.setdefault(None, []).insert(0, assign_request_id)
-    app.after_request(echo_request_id)

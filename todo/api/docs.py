@@ -12,7 +12,7 @@ from pathlib import Path
 import flask_swagger_ui
 from flask import Blueprint, Response, send_from_directory, url_for
 
-from todo.problems import problem_response
+from todo.api.problems import problem_response
 
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
 STATIC_DIR = Path(__file__).resolve().parent / "static"

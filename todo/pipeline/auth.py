@@ -19,8 +19,8 @@ from flask import Flask, current_app, g, request
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import InvalidSubjectError, PyJWKClientConnectionError, PyJWKClientError
 
-from todo.models import USER_ID_MAX
-from todo.problems import ProblemError
+from todo.api.problems import ProblemError
+from todo.data.models import USER_ID_MAX
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 KEY_TYPE_OF_ALGORITHM = {
@@ -33,7 +33,7 @@ KEY_TYPE_OF_ALGORITHM = {
 # Better Auth's tokens are well under 2 KB; anything this large is not one of ours.
 MAX_TOKEN_BYTES = 8 * 1024
 # Endpoints that take no user token (and are not rate limited). Everything else requires one.
-# `/metrics` checks a token of its own, METRICS_TOKEN (todo/metrics.py).
+# `/metrics` checks a token of its own, METRICS_TOKEN (todo/pipeline/metrics.py).
 PUBLIC_ENDPOINTS = frozenset(
     {
         "health.liveness",
@@ -312,7 +312,7 @@ def identify_caller() -> None:
     if token is None:
         g.auth_failure = _unauthorized(None)
         return
-    verifier: TokenVerifier = current_app.extensions["todo.auth"]
+    verifier: TokenVerifier = current_app.extensions["todo.pipeline.auth"]
     try:
         if not token:
             raise InvalidToken("Token is malformed.")
@@ -335,9 +335,9 @@ def authorize_request() -> None:
         raise ProblemError(403, "This token may only be used for its own user's data.")
 
 
-def init_app(app: Flask) -> None:
+def setup(app: Flask) -> None:
     config = app.config
-    app.extensions["todo.auth"] = TokenVerifier(
+    app.extensions["todo.pipeline.auth"] = TokenVerifier(
         TokenSettings(
             secret=config["BETTER_AUTH_SECRET"],
             jwks_url=config["JWT_JWKS_URL"],
@@ -347,10 +347,3 @@ def init_app(app: Flask) -> None:
             jwks_cache_seconds=config["JWT_JWKS_CACHE_SECONDS"],
         )
     )
-    app.before_request(identify_caller)
-
-
-def init_authorization(app: Flask) -> None:
-    """Registered separately so other checks (rate limits) can run between identifying the
-    caller and refusing them."""
-    app.before_request(authorize_request)

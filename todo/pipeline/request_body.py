@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, request
+from flask import current_app, request
 
-from todo.problems import ProblemError
+from todo.api.problems import ProblemError
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -32,6 +32,3 @@ def check_request_body() -> None:
             415, "Send the body as JSON with `Content-Type: application/json`."
         )
 
-
-def init_app(app: Flask) -> None:
-    app.before_request(check_request_body)

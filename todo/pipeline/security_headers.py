@@ -3,7 +3,7 @@ response."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Response, request
 
 DOCS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -40,6 +40,3 @@ def add_security_headers(response: Response) -> Response:
         headers["Vary"] = headers["Vary"] + ", Origin"
     return response
 
-
-def init_app(app: Flask) -> None:
-    app.after_request(add_security_headers)

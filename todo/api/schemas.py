@@ -11,7 +11,7 @@ from marshmallow import fields, validate
 
 
 class ProblemSchema(ma.Schema):
-    """RFC 7807 problem details (documentation only; `todo.problems` builds the bodies)."""
+    """RFC 7807 problem details (documentation only; `todo.api.problems` builds the bodies)."""
 
     type = fields.String(required=True, metadata={"example": "about:blank"})
     title = fields.String(required=True, metadata={"example": "Bad Request"})

@@ -11,14 +11,14 @@ import apispec
 import flask_smorest
 import marshmallow as ma
 import orjson
-from flask import Request, Response
+from flask import Request
 from flask_smorest.utils import prepare_response
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from todo.problems import PROBLEM_MIMETYPE, problem_response, validation_detail
-from todo.schemas import ProblemSchema
+from todo.api.problems import PROBLEM_MIMETYPE
+from todo.api.schemas import ProblemSchema
 
 READ_ONLY_FIELDS = frozenset({"id", "user_id", "created_at", "updated_at"})
 
@@ -216,9 +216,6 @@ class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is u
 
     ERROR_SCHEMA = ProblemSchema
 
-    def handle_http_exception(self, error: HTTPException) -> Response:
-        return http_exception_to_problem(error)
-
     def _init_spec(self, *, extra_plugins: Any = None, **options: Any) -> None:
         plugins = [*(extra_plugins or ()), RequestIdHeaderPlugin()]
         super()._init_spec(extra_plugins=plugins, **options)
@@ -250,32 +247,6 @@ class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is u
         }
         prepare_response(default, self.spec, PROBLEM_MIMETYPE)
         self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
-
-
-def http_exception_to_problem(error: HTTPException) -> Response:
-    """Render a werkzeug/webargs HTTP error (routing, 405, 413, validation) as a problem."""
-    status = error.code or 500
-    headers: dict[str, str] = {}
-    # werkzeug puts `Allow` (405) and similar headers on the exception itself.
-    for name, value in error.get_headers():
-        if name.lower() != "content-type":
-            headers[name] = value
-    data = getattr(error, "data", None) or {}
-    headers.update(data.get("headers") or {})
-    errors = _string_keys(data.get("errors") or data.get("messages"))
-    if errors:
-        return problem_response(400 if status == 422 else status, validation_detail(errors),
-                                errors=errors, headers=headers)
-    detail = data.get("message") or error.description or HTTPStatus(status).phrase
-    return problem_response(status, str(detail), headers=headers)
-
-
-def _string_keys(messages: Any) -> Any:
-    """marshmallow keys the errors of list items by index (`{"tags": {0: [...]}}`); JSON
-    object keys must be strings."""
-    if isinstance(messages, Mapping):
-        return {str(key): _string_keys(value) for key, value in messages.items()}
-    return messages
 
 
 def documents_errors(blueprint: Blueprint, *statuses: int) -> Callable[[F], F]:

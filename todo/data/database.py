@@ -32,9 +32,10 @@ from flask import Flask, current_app
 from sqlalchemy import Dialect, Executable, event
 from sqlalchemy import exc as sa_exc
 
-from todo import connection_check, metrics
+from todo.data import connection_check
+from todo.data.sql import DriverStatement, driver_statement
 from todo.extensions import db
-from todo.sql import DriverStatement, driver_statement
+from todo.pipeline import metrics
 
 SERVER_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
@@ -65,7 +66,7 @@ def init_app(app: Flask) -> None:
         engine = db.engine
     timeout_ms = int(app.config["DB_STATEMENT_TIMEOUT_MS"])
     postgresql = engine.dialect.name == "postgresql"
-    app.extensions["todo.database"] = Settings(
+    app.extensions["todo.data.database"] = Settings(
         timeout_prefix=timeout_prefix(timeout_ms) if postgresql else "",
         pool_metrics=metrics.instruments_if_enabled(app.config),
     )
@@ -237,7 +238,7 @@ class _Checkout:
         engine = db.engine
         self.dialect = engine.dialect
         self.postgresql = self.dialect.name == "postgresql"
-        self.settings: Settings = current_app.extensions["todo.database"]
+        self.settings: Settings = current_app.extensions["todo.data.database"]
         gauges = self.settings.pool_metrics
         if gauges is not None:
             gauges.pool_waiting.inc()

@@ -2,8 +2,8 @@
 
 Measured: every request the app answers, by route template (`unmatched` when no route
 matched: 404s and 405s), method and status, with its duration; the database pool's
-connections in use and threads waiting for one (counted by `todo.database`); and rate-limit
-refusals by the scope of the limit hit (`todo.rate_limit`). Answers the gunicorn worker
+connections in use and threads waiting for one (counted by `todo.data.database`); and rate-limit
+refusals by the scope of the limit hit (`todo.pipeline.rate_limit`). Answers the gunicorn worker
 gives before the app sees a request (400, 408, 414, 431 from `todo.serving`) are not counted.
 
 gunicorn's workers share no memory, so under gunicorn each writes its values to files of its
@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from todo.auth import bearer_token
-from todo.problems import ProblemError
+from todo.api.problems import ProblemError
+from todo.pipeline.auth import bearer_token
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
     from prometheus_client.registry import Collector
 
-RECORDER = "todo.metrics"
-EXPORTER = "todo.metrics.exporter"
+RECORDER = "todo.pipeline.metrics"
+EXPORTER = "todo.pipeline.metrics.exporter"
 # From a cached read (1-2 ms) to the statement timeout (5 s); anything slower is in +Inf.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 UNMATCHED = "unmatched"
@@ -148,7 +148,7 @@ class RequestMetrics:
                 self.metrics.request_duration.labels(route, method),
             )
         series[0].inc()
-        # The access log's timer (`todo.access_log.start_timer`, the first before_request
+        # The access log's timer (`todo.pipeline.access_log.start_timer`, the first before_request
         # hook) is the request's start for both.
         started: float | None = g.get("request_started")
         if started is not None:
@@ -157,7 +157,7 @@ class RequestMetrics:
 
 
 def count_rate_limit_refusal(scope: object) -> None:
-    """Count a 429 (`todo.rate_limit`); nothing when metrics are off."""
+    """Count a 429 (`todo.pipeline.rate_limit`); nothing when metrics are off."""
     recorder: RequestMetrics | None = current_app.extensions.get(RECORDER)
     if recorder is not None:
         label = scope if isinstance(scope, str) and scope in RATE_LIMIT_SCOPES else OTHER
@@ -207,11 +207,9 @@ def scrape() -> Response:
     )
 
 
-def init_app(app: Flask) -> None:
-    """Record requests when `METRICS_TOKEN` is set. Call it right after the access log's
-    `init_app`: after_request hooks run last-registered first, so this one runs after the
-    others and times nearly all of the request. (`/metrics` itself is the `blp` blueprint,
-    registered only when metrics are on.)"""
+def setup(app: Flask) -> None:
+    """Record requests (the step's `after` hook) when `METRICS_TOKEN` is set, else nothing.
+    (`/metrics` itself is the `blp` blueprint, registered only when metrics are on.)"""
     if not enabled(app.config):
         return
     recorder = RequestMetrics(instruments())
