@@ -104,7 +104,8 @@ def child_exit(server: Any, worker: Any) -> None:
     use, threads waiting) stop counting; its counters and histograms still do."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    # prometheus_client (0.26) leaves this function unannotated; it takes the pid (an int).
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def on_exit(server: Any) -> None:
