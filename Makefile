@@ -47,7 +47,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy --strict todo
+	$(BIN)/mypy --strict todo config.py wsgi.py gunicorn.conf.py bench
 
 pytest: install system-deps
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)

@@ -22,7 +22,7 @@ import resource
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import Protocol
 
 from config import ConfigError, check_server_processes, load_config
 from todo.serving.worker import BufferedThreadWorker
@@ -63,7 +63,21 @@ limit_request_line = 0
 limit_request_field_size = 64 * 1024
 
 
-def on_starting(server: Any) -> None:
+# What the hooks below read of gunicorn's objects (gunicorn ships no type information).
+class _Settings(Protocol):
+    workers: int
+
+
+class _Arbiter(Protocol):
+    cfg: _Settings
+    reexec_pid: int
+
+
+class _Worker(Protocol):
+    pid: int
+
+
+def on_starting(server: _Arbiter) -> None:
     """Before any worker boots: refuse, in one line, settings the app refuses (config.py),
     as gunicorn would otherwise replace a worker that exits while booting over and over (here
     the real worker count is known, so rate limits counted per process are refused too); let
@@ -100,15 +114,16 @@ def _prepare_metrics_directory() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_directory_made
 
 
-def child_exit(server: Any, worker: Any) -> None:
+def child_exit(server: _Arbiter, worker: _Worker) -> None:
     """In the master, after a worker exited or was killed: its gauges (pool connections in
     use, threads waiting) stop counting; its counters and histograms still do."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    # prometheus_client (0.26) leaves this function unannotated; it takes the pid (an int).
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def on_exit(server: Any) -> None:
+def on_exit(server: _Arbiter) -> None:
     """Remove the metrics directory made at start, unless a new master (gunicorn's USR2
     upgrade) has taken over and uses it."""
     if _metrics_directory_made and not server.reexec_pid:
