@@ -12,7 +12,6 @@ import flask_smorest
 import marshmallow as ma
 import orjson
 from flask import Request
-from flask_smorest.utils import prepare_response
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -44,7 +43,9 @@ class StrictParser(FlaskParser):
         "json": ma.RAISE,
     }
 
-    def _raw_load_json(self, req: Request) -> Any:
+    def load_json(self, req: Request, schema: ma.Schema) -> Any:
+        """The JSON body, parsed by orjson, or `missing` for none (webargs' location loader,
+        replaced whole: webargs' own reads through hooks it calls internal)."""
         if not req.mimetype or not webargs_core.is_json(req.mimetype):
             return webargs_core.missing
         raw = req.get_data(cache=True)
@@ -91,49 +92,38 @@ class StrictParser(FlaskParser):
             raise ma.ValidationError(repeated)
         return super().load_querystring(req, schema)
 
-    def _on_validation_error(
+    def handle_error(
         self,
         error: ma.ValidationError,
         req: Request,
         schema: ma.Schema,
-        location: str,
         *,
         error_status_code: int | None,
         error_headers: Mapping[str, str] | None,
     ) -> NoReturn:
-        if location == "json" and isinstance(error.messages, dict):
-            for field in READ_ONLY_FIELDS & error.messages.keys():
-                error.messages[field] = ["Read-only field; it cannot be set."]
-        super()._on_validation_error(
-            error,
-            req,
-            schema,
-            location,
-            error_status_code=error_status_code,
-            error_headers=error_headers,
+        """webargs' error handler: the messages are keyed by location (`{"json": {...}}`);
+        a read-only field sent in a body is named as such, not as an unknown field."""
+        body_errors = error.messages.get("json") if isinstance(error.messages, dict) else None
+        if isinstance(body_errors, dict):
+            for field in READ_ONLY_FIELDS & body_errors.keys():
+                body_errors[field] = ["Read-only field; it cannot be set."]
+        super().handle_error(
+            error, req, schema, error_status_code=error_status_code, error_headers=error_headers
         )
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _documentation_only(decorator: Callable[[F], F]) -> Callable[[F], F]:
-    """Apply a flask-smorest decorator for the OpenAPI it records (`_apidoc`), without its
-    call wrapper: `doc` and `alt_response` only pass the call through, and so does
-    `response` when the view returns a `Response` (every view here does). Each wrapper
-    layer costs a `current_app.ensure_sync` lookup on every request."""
-
-    def apply(view: F) -> F:
-        documented = decorator(view)
-        view._apidoc = documented._apidoc  # type: ignore[attr-defined]
-        return view
-
-    return apply
-
-
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
     """flask-smorest's Blueprint with the strict parser, typed decorators for mypy, and
-    documentation decorators that add no call layers (views must return a `Response`)."""
+    OpenAPI `links` on a response.
+
+    `response` is flask-smorest's: a view that returns data has it serialised by the schema
+    (the cold endpoints: health). The hot ones build their `Response` themselves (orjson; a
+    list page is JSON written by PostgreSQL), which flask-smorest passes through as it is:
+    for them the schema documents what they send (tests/test_openapi.py and schemathesis
+    check that it does)."""
 
     ARGUMENTS_PARSER = StrictParser()
 
@@ -153,21 +143,22 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest
         links: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Callable[[F], F]:
-        """flask-smorest's `response` documentation, plus the OpenAPI `links` of that
-        response (which flask-smorest has no parameter for). The view builds the response
-        itself; nothing here serialises it."""
+        """flask-smorest's `response`, plus the OpenAPI `links` of that response (which
+        flask-smorest has no parameter for)."""
         decorator: Callable[[F], F] = super().response(status_code, schema, **options)
-        if links:
-            document_links = self.doc(responses={status_code: {"links": dict(links)}})
-            return lambda view: document_links(_documentation_only(decorator)(view))
-        return _documentation_only(decorator)
+        if not links:
+            return decorator
+        document_links = self.doc(responses={status_code: {"links": dict(links)}})
+        return lambda view: document_links(decorator(view))
 
     def alt_response(self, status_code: int, **options: Any) -> Callable[[F], F]:
-        return _documentation_only(super().alt_response(status_code, **options))
+        decorator: Callable[[F], F] = super().alt_response(status_code, **options)
+        return decorator
 
     @staticmethod
     def doc(**kwargs: Any) -> Callable[[F], F]:
-        return _documentation_only(flask_smorest.Blueprint.doc(**kwargs))
+        decorator: Callable[[F], F] = flask_smorest.Blueprint.doc(**kwargs)
+        return decorator
 
 
 REQUEST_ID_HEADER = "X_REQUEST_ID"
@@ -198,30 +189,13 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
-class RequestIdHeaderPlugin(apispec.BasePlugin):
-    """Documents `X-Request-ID` on every response an operation declares inline (the shared
-    error responses get it where they are registered)."""
+class ProblemDocumentationPlugin(apispec.BasePlugin):
+    """Documents the service's errors as it sends them: every error response flask-smorest
+    registers (one per HTTP status, lazily, with `ProblemSchema`) as `application/problem+json`
+    with the headers that status carries; and `X-Request-ID` on every response."""
 
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            for response in operation.get("responses", {}).values():
-                if isinstance(response, dict):
-                    response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
-
-
-class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
-    """An `Api` whose errors are problem+json, both on the wire and in the document."""
-
-    ERROR_SCHEMA = ProblemSchema
-
-    def _init_spec(self, *, extra_plugins: Any = None, **options: Any) -> None:
-        plugins = [*(extra_plugins or ()), RequestIdHeaderPlugin()]
-        super()._init_spec(extra_plugins=plugins, **options)
-
-    def _register_responses(self) -> None:
-        self.spec.components.header(
+    def init_spec(self, spec: apispec.APISpec) -> None:
+        spec.components.header(
             REQUEST_ID_HEADER,
             {
                 "description": "The request's id: the client's `X-Request-ID` if it sent a sane "
@@ -230,23 +204,44 @@ class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is u
                 "schema": {"type": "string", "minLength": 1, "maxLength": 128},
             },
         )
-        for status in HTTPStatus:
-            response: dict[str, Any] = {"description": status.phrase}
-            if status >= 400:
-                response["schema"] = self.ERROR_SCHEMA
-                prepare_response(response, self.spec, PROBLEM_MIMETYPE)
-                response["headers"] = {
-                    **ERROR_HEADERS.get(status, {}),
-                    "X-Request-ID": REQUEST_ID_HEADER,
-                }
-            self.spec.components.response(status.name, response, lazy=True)
-        default: dict[str, Any] = {
-            "description": "Error",
-            "schema": self.ERROR_SCHEMA,
-            "headers": {"X-Request-ID": REQUEST_ID_HEADER},
-        }
-        prepare_response(default, self.spec, PROBLEM_MIMETYPE)
-        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
+    def response_helper(self, response: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Each shared response component as it is registered (`Components.response`)."""
+        status = STATUS_BY_PHRASE.get(response.get("description", ""))
+        problem = (response.get("content") or {}).pop("application/json", None)
+        if problem is not None and (status is None or status >= 400):
+            # By then the marshmallow plugin has put a reference to ProblemSchema there.
+            response["content"] = {PROBLEM_MIMETYPE: problem}
+            response["headers"] = {**ERROR_HEADERS.get(status or 0, {}),
+                                   **response.get("headers", {})}
+        elif problem is not None:  # a success status: flask-smorest gave it the error schema
+            del response["content"]
+        response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
+        return response
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        """The responses an operation declares inline."""
+        for operation in (operations or {}).values():
+            for response in operation.get("responses", {}).values():
+                if isinstance(response, dict):
+                    response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
+
+
+# flask-smorest describes each status's shared response by its phrase (and the default
+# error response by a text that is none).
+STATUS_BY_PHRASE = {status.phrase: int(status) for status in HTTPStatus}
+
+
+class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
+    """An `Api` whose errors are documented as problem+json (`ProblemSchema`); the wire side
+    is todo/errors.py."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def __init__(self) -> None:
+        super().__init__(spec_kwargs={"extra_plugins": [ProblemDocumentationPlugin()]})
 
 
 def documents_errors(blueprint: Blueprint, *statuses: int) -> Callable[[F], F]:

@@ -79,16 +79,26 @@ class ResilientJWKClient(PyJWKClient):
             cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS,
         )
         self._last_good: PyJWKSet | None = None
+        # kid -> the `alg` the key set declares for it, if any. PyJWK keeps the JWK's members
+        # only privately, and fills in a default `alg` where none was declared.
+        self.declared_algorithms: dict[str, str | None] = {}
 
     def fetch_data(self) -> Any:
         try:
-            return super().fetch_data()
+            data = super().fetch_data()
         except PyJWKClientConnectionError:
             raise
         except (ValueError, PyJWKClientError) as error:
             # A reply that is not a JSON object (an HTML error page, a cut-off body) means the
             # key server is unwell, like a refused connection, not that it has no keys.
             raise PyJWKClientConnectionError(f"The JWKS reply is not a key set: {error}") from error
+        keys = data.get("keys") if isinstance(data, dict) else None
+        if isinstance(keys, list):
+            self.declared_algorithms = {
+                key["kid"]: key.get("alg") for key in keys
+                if isinstance(key, dict) and isinstance(key.get("kid"), str)
+            }
+        return data
 
     def get_jwk_set(self, refresh: bool = False) -> PyJWKSet:
         try:
@@ -192,7 +202,7 @@ class TokenVerifier:
             raise SigningKeysUnavailable() from error
         except (PyJWKClientError, jwt.PyJWTError):
             raise InvalidToken("Token key id (kid) is not known.") from None
-        declared = jwk._jwk_data.get("alg")
+        declared = self._jwks.declared_algorithms.get(kid)
         if jwk.key_type != KEY_TYPE_OF_ALGORITHM[algorithm] or declared not in (None, algorithm):
             raise InvalidToken("Token algorithm does not match its key.")
         return jwk
