@@ -288,7 +288,7 @@ BAD_CREDENTIALS = [
     BadCredential(
         "token-without-scheme", lambda: {"Authorization": make_token()}, NO_TOKEN, token_sent=False
     ),
-    BadCredential("bearer-empty-token", lambda: {"Authorization": "Bearer "}, MALFORMED),
+    BadCredential("bearer-empty-token", lambda: {"Authorization": "Bearer "}, "token is empty"),
     BadCredential("garbage", lambda: authorization("garbage"), MALFORMED),
     BadCredential("not-base64", lambda: authorization("@@@.@@@.@@@"), MALFORMED),
     BadCredential(

@@ -304,3 +304,31 @@ def test_if_match_on_a_missing_or_foreign_task_is_404(
         assert response.mimetype == PROBLEM
     assert missing.get_json()["detail"] == foreign.get_json()["detail"]
     assert fetch(client, task["id"]) == (task, etag)
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_an_if_match_of_weak_tags_only_says_so(
+    client: FlaskClient, task: Task, method: str
+) -> None:
+    current_task, current = fetch(client, task["id"])
+    body = None if method == "DELETE" else {"title": "changed"}
+    response = write(client, method, task["id"], body, if_match=f"W/{current}")
+    assert_precondition_failed(response)
+    assert "weak" in response.get_json()["detail"]
+    assert fetch(client, task["id"]) == (current_task, current)
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("if_match", ["{bare}", "garbage", '"unterminated', '"a" "b"', ""])
+def test_a_malformed_if_match_is_400_naming_it_and_changes_nothing(
+    client: FlaskClient, task: Task, method: str, if_match: str
+) -> None:
+    current_task, current = fetch(client, task["id"])
+    body = None if method == "DELETE" else {"title": "changed"}
+    header = if_match.format(bare=current.strip('"'))
+    response = write(client, method, task["id"], body, if_match=header)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert "If-Match" in problem["detail"] and "If-Match" in problem["errors"]["header"]
+    assert fetch(client, task["id"]) == (current_task, current)

@@ -54,7 +54,7 @@ def test_errors_are_documented_as_problem_json_and_400_not_422(spec):
 
 def test_listing_parameters_are_described(spec):
     parameters = {p["name"]: p for p in spec["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]}
-    assert {"search", "status", "priority", "tags", "tags[]", "tag_mode", "due_from", "due_to",
+    assert {"search", "status", "priority", "tags", "tag_mode", "due_from", "due_to",
             "sort_by", "sort_direction", "limit", "offset"} <= set(parameters)
     assert parameters["limit"]["schema"]["maximum"] == 100
     assert parameters["sort_by"]["schema"]["enum"] == [
@@ -104,3 +104,36 @@ def test_failed_conditions_on_docs_files_are_problems(client, path, headers, sta
 def test_there_is_no_app_wide_static_route(client):
     response = client.get("/static/swagger-initializer.js")
     assert response.status_code == 404 and response.mimetype == "application/problem+json"
+
+
+def test_path_parameters_come_first_in_every_operation(spec):
+    """Swagger UI lists parameters in the document's order: the required `user_id` before
+    the dozen optional query parameters."""
+    for path, item in spec["paths"].items():
+        expected = re.findall(r"\{(\w+)\}", path)
+        assert "parameters" not in item, path  # none left at the path level
+        for method, operation in item.items():
+            names = [parameter["name"] for parameter in operation.get("parameters", [])]
+            assert names[: len(expected)] == expected, (path, method, names)
+
+
+def test_tags_brackets_is_documented_as_part_of_tags(spec):
+    listing = spec["paths"]["/api/{user_id}/tasks"]["get"]
+    names = [parameter["name"] for parameter in listing["parameters"]]
+    assert "tags" in names and "tags[]" not in names
+    tags = next(p for p in listing["parameters"] if p["name"] == "tags")
+    assert "`tags[]`" in tags["description"]
+
+
+def test_every_error_example_is_its_own_status(spec):
+    """Without examples Swagger UI would invent one from the schema (a 401 saying 400)."""
+    from http import HTTPStatus
+
+    for name, response in spec["components"]["responses"].items():
+        content = response.get("content", {}).get("application/problem+json")
+        if content is None or name == "DEFAULT_ERROR":
+            continue
+        status = HTTPStatus[name]
+        example = content["example"]
+        assert (example["status"], example["title"]) == (status.value, status.phrase)
+        assert ("errors" in example) == (status == 400)

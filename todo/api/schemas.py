@@ -10,6 +10,12 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 
+class BodySchema(ma.Schema):
+    """A request body: a JSON object (marshmallow says only "Invalid input type." of others)."""
+
+    error_messages = {"type": "The body must be a JSON object, e.g. {\"title\": \"...\"}."}
+
+
 class ProblemSchema(ma.Schema):
     """RFC 7807 problem details (documentation only; `todo.api.problems` builds the bodies)."""
 
@@ -114,6 +120,10 @@ ASCII_DIGITS = re.compile(r"[0-9]+")
 
 class IsoDate(fields.Date):
     """Exactly `YYYY-MM-DD` (Python would also accept `20261201` and week dates)."""
+
+    default_error_messages = {
+        "invalid": "Not a valid date: use YYYY-MM-DD, e.g. 2026-12-01.",
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
         if not isinstance(value, str) or not ISO_DATE.fullmatch(value):

@@ -211,6 +211,8 @@ class ProblemDocumentationPlugin(apispec.BasePlugin):
         problem = (response.get("content") or {}).pop("application/json", None)
         if problem is not None and (status is None or status >= 400):
             # By then the marshmallow plugin has put a reference to ProblemSchema there.
+            if status is not None:
+                problem["example"] = problem_example(status)
             response["content"] = {PROBLEM_MIMETYPE: problem}
             response["headers"] = {**ERROR_HEADERS.get(status or 0, {}),
                                    **response.get("headers", {})}
@@ -219,14 +221,72 @@ class ProblemDocumentationPlugin(apispec.BasePlugin):
         response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
         return response
 
+    def path_helper(
+        self,
+        path: str | None = None,
+        operations: dict[str, Any] | None = None,
+        parameters: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """The path's own parameters (`user_id`, `task_id`) first in each operation's list:
+        Swagger UI shows a path's parameters after the operation's (a dozen query ones)."""
+        if not parameters:
+            return
+        for operation in (operations or {}).values():
+            operation["parameters"] = [*parameters, *operation.get("parameters", [])]
+        parameters.clear()
+
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
-        """The responses an operation declares inline."""
+        """`X-Request-ID` on the responses an operation declares inline; query parameters
+        that are another's alias (`tags[]` for `tags`, metadata `x-alias-of`) left out."""
         for operation in (operations or {}).values():
+            operation["parameters"] = [
+                parameter for parameter in operation.get("parameters", [])
+                if not (isinstance(parameter, dict) and _alias_of(parameter))
+            ]
+            if not operation["parameters"]:
+                del operation["parameters"]
             for response in operation.get("responses", {}).values():
                 if isinstance(response, dict):
                     response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
+
+
+# What Swagger UI shows for each error (without an example it would make one up from the
+# schema: a 401 saying "status": 400).
+EXAMPLE_DETAILS = {
+    400: "Validation failed: due_date: Not a valid date: use YYYY-MM-DD, e.g. 2026-12-01.",
+    401: "A bearer token is required: send `Authorization: Bearer <jwt>`.",
+    403: "This token may only be used for its own user's data.",
+    404: "Task not found.",
+    409: "Task limit reached: a user can have at most 10000 tasks.",
+    412: "The task's ETag is not the one given (the task has changed since, or the ETag is "
+    "another's); fetch the task again and retry.",
+    413: "The request body exceeds the limit of 65536 bytes.",
+    415: "Send the body as JSON with `Content-Type: application/json`.",
+    429: "Too many requests: the limit is 120 per 1 minute. Retry after 12 s.",
+    503: "The database is unavailable or too slow right now; retry shortly.",
+}
+
+
+def problem_example(status: int) -> dict[str, Any]:
+    example: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": EXAMPLE_DETAILS.get(status, HTTPStatus(status).description),
+        "instance": "/api/alice/tasks",
+    }
+    if status == 400:
+        example["errors"] = {"json": {"due_date": [
+            "Not a valid date: use YYYY-MM-DD, e.g. 2026-12-01."
+        ]}}
+    return example
+
+
+def _alias_of(parameter: dict[str, Any]) -> Any:
+    return parameter.get("x-alias-of") or (parameter.get("schema") or {}).get("x-alias-of")
 
 
 # flask-smorest describes each status's shared response by its phrase (and the default

@@ -325,7 +325,7 @@ def identify_caller() -> None:
     verifier: TokenVerifier = current_app.extensions["todo.pipeline.auth"]
     try:
         if not token:
-            raise InvalidToken("Token is malformed.")
+            raise InvalidToken("The bearer token is empty: send `Authorization: Bearer <jwt>`.")
         claims = verifier.verify(token)
     except InvalidToken as error:
         g.auth_failure = _unauthorized(error.description)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 
+from todo.api.openapi import USER_ID_PARAMETER
 from todo.api.responses import json_response
 from todo.api.smorest import Blueprint, documents_errors
 from todo.data.database import reading
 from todo.tags.queries import tag_usage
 from todo.tags.schemas import TagQueryArgs, TagQueryArgsSchema, TagUsageSchema
-from todo.tasks.routes import USER_ID_PARAMETER
 
 blp = Blueprint(
     "tags", __name__, url_prefix="/api/<user_id>/tags", description="A user's tags, with usage."

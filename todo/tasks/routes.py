@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
+from todo.api.openapi import ETAG_HEADER, IF_MATCH_PARAMETER, USER_ID_PARAMETER
 from todo.api.problems import ProblemError
 from todo.api.responses import json_response, no_content
-from todo.api.smorest import Blueprint, documents_errors
+from todo.api.smorest import Blueprint, F, documents_errors
 from todo.data.database import reading
 from todo.tasks import queries, writes
 from todo.tasks.listing import TaskListArgs, list_page
+from todo.tasks.openapi import LOCATION_HEADER, TASK_ID_PARAMETER, TASK_LINKS
 from todo.tasks.representation import TaskJSON, task_etag
 from todo.tasks.schemas import (
     TaskCompletionSchema,
@@ -29,75 +32,10 @@ blp = Blueprint(
     "tasks", __name__, url_prefix="/api/<user_id>/tasks", description="A user's tasks."
 )
 
-USER_ID_PARAMETER = {
-    "in": "path",
-    "name": "user_id",
-    "required": True,
-    "description": "The Better Auth user id; must equal the token's `sub`.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-}
-TASK_ID_PARAMETER = {
-    "in": "path",
-    "name": "task_id",
-    "required": True,
-    "description": "The task's UUID. Anything else is 404.",
-    "schema": {"type": "string", "format": "uuid"},
-}
-ETAG_HEADER = {
-    "ETag": {
-        "description": "Strong validator of this representation; send it back in `If-Match`.",
-        "required": True,
-        "schema": {"type": "string", "pattern": '^"[^"]+"$'},
-    }
-}
-LOCATION_HEADER = {
-    "Location": {
-        "description": "URL of the new task.",
-        "required": True,
-        "schema": {"type": "string", "format": "uri-reference"},
-    }
-}
-IF_MATCH_PARAMETER = {
-    "in": "header",
-    "name": "If-Match",
-    "required": False,
-    "description": "Apply the write only if the task's current ETag matches (else 412); `*` "
-    "matches any existing task.",
-    "schema": {"type": "string"},
-    "example": "*",
-}
+# RFC 9110: `*`, or entity tags (`"..."` or `W/"..."`) separated by commas.
+ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"'
+IF_MATCH_SYNTAX = re.compile(rf"[ \t]*(\*|{ENTITY_TAG}([ \t]*,[ \t]*{ENTITY_TAG})*)[ \t]*")
 UUID_TEXT = re.compile(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
-# Links from every response that carries a task to the operations on that task, so a client
-# (and schemathesis' stateful phase) can chain create -> get -> update -> complete -> delete.
-TASK_PARAMETERS = {"user_id": "$request.path.user_id", "task_id": "$response.body#/id"}
-CONDITIONAL_TASK_PARAMETERS = {**TASK_PARAMETERS, "If-Match": "$response.header.ETag"}
-TASK_LINKS = {
-    "GetTask": {
-        "operationId": "getTask",
-        "parameters": TASK_PARAMETERS,
-        "description": "Read this task.",
-    },
-    "PutTask": {
-        "operationId": "putTask",
-        "parameters": CONDITIONAL_TASK_PARAMETERS,
-        "description": "Update this task unless it has changed since this response.",
-    },
-    "PatchTask": {
-        "operationId": "patchTask",
-        "parameters": CONDITIONAL_TASK_PARAMETERS,
-        "description": "Update this task unless it has changed since this response.",
-    },
-    "CompleteTask": {
-        "operationId": "completeTask",
-        "parameters": TASK_PARAMETERS,
-        "description": "Toggle or set this task's `completed`.",
-    },
-    "DeleteTask": {
-        "operationId": "deleteTask",
-        "parameters": CONDITIONAL_TASK_PARAMETERS,
-        "description": "Delete this task unless it has changed since this response.",
-    },
-}
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
@@ -107,13 +45,43 @@ def parse_task_id(task_id: str) -> uuid.UUID:
 
 
 def if_match_header() -> Any | None:
-    return request.if_match if "If-Match" in request.headers else None
+    """werkzeug's parsed `If-Match`, None without one; 400 for one that is not `*` or a list
+    of quoted ETags (werkzeug would read it as a tag that can never match: a 412 that says
+    the task changed, which it did not)."""
+    value = request.headers.get("If-Match")
+    if value is None:
+        return None
+    if not IF_MATCH_SYNTAX.fullmatch(value):
+        raise ProblemError(
+            400,
+            "If-Match must be `*` or quoted ETags as the ETag header gives them, e.g. "
+            'If-Match: "3f2a9c0e...".',
+            errors={"header": {"If-Match": ["Not `*` or a list of quoted ETags."]}},
+        )
+    return request.if_match
 
 
 def task_response(
     task: TaskJSON, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return json_response(task, status, {"ETag": task_etag(task), **(headers or {})})
+
+
+def update_operation(operation_id: str) -> Callable[[F], F]:
+    """PUT and PATCH are the same partial update (API.md): the same body, answer and errors."""
+
+    def decorate(view: F) -> F:
+        view = documents_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 429, 503)(view)
+        view = blp.doc(operationId=operation_id, parameters=[IF_MATCH_PARAMETER])(view)
+        view = blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)(view)
+        return blp.arguments(TaskUpdateSchema(), required=False)(view)
+
+    return decorate
+
+
+def update(changes: dict[str, Any], user_id: str, task_id: str) -> Response:
+    task = writes.update_task(user_id, parse_task_id(task_id), changes, if_match_header())
+    return task_response(task)
 
 
 @blp.route("", parameters=[USER_ID_PARAMETER])
@@ -158,23 +126,15 @@ class TaskById(MethodView):
             raise ProblemError(404, "Task not found.")
         return task_response(task)
 
-    @blp.arguments(TaskUpdateSchema(), required=False)
-    @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
-    @blp.doc(operationId="putTask", parameters=[IF_MATCH_PARAMETER])
-    @documents_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 429, 503)
+    @update_operation("putTask")
     def put(self, changes: dict[str, Any], user_id: str, task_id: str) -> Response:
         """Update a task: any subset of its fields (same as PATCH)."""
-        task = writes.update_task(user_id, parse_task_id(task_id), changes, if_match_header())
-        return task_response(task)
+        return update(changes, user_id, task_id)
 
-    @blp.arguments(TaskUpdateSchema(), required=False)
-    @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
-    @blp.doc(operationId="patchTask", parameters=[IF_MATCH_PARAMETER])
-    @documents_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 429, 503)
+    @update_operation("patchTask")
     def patch(self, changes: dict[str, Any], user_id: str, task_id: str) -> Response:
         """Update some fields of a task."""
-        task = writes.update_task(user_id, parse_task_id(task_id), changes, if_match_header())
-        return task_response(task)
+        return update(changes, user_id, task_id)
 
     @blp.response(204)
     @blp.doc(operationId="deleteTask", parameters=[IF_MATCH_PARAMETER])

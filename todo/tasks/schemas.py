@@ -8,6 +8,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from todo.api.schemas import (
+    BodySchema,
     CaseInsensitiveChoice,
     IsoDate,
     QueryInteger,
@@ -71,7 +72,7 @@ def _title(required: bool) -> TrimmedString:
     )
 
 
-class TaskCreateSchema(ma.Schema):
+class TaskCreateSchema(BodySchema):
     title = _title(required=True)
     description = Text(
         allow_none=True,
@@ -92,7 +93,7 @@ class TaskUpdateSchema(TaskCreateSchema):
     completed = StrictBoolean()
 
 
-class TaskCompletionSchema(ma.Schema):
+class TaskCompletionSchema(BodySchema):
     """Optional body of `PATCH .../complete`: without it the flag toggles."""
 
     completed = StrictBoolean()
@@ -154,9 +155,10 @@ class TaskQueryArgsSchema(ma.Schema):
     )
     tags = TagFilter(
         metadata={"description": "Repeatable; tasks having any (or, with tag_mode=all, every) "
-                  "named tag, case-insensitively."}
+                  "named tag, case-insensitively. `tags[]` is accepted as the same."}
     )
-    tags_brackets = TagFilter(data_key="tags[]", metadata={"description": "Same as `tags`."})
+    # Accepted, not documented as a parameter of its own (`tags` says so).
+    tags_brackets = TagFilter(data_key="tags[]", metadata={"x-alias-of": "tags"})
     tag_mode = fields.String(load_default="any", validate=validate.OneOf(("any", "all")))
     due_from = IsoDate(metadata={"description": "Inclusive lower bound on due_date."})
     due_to = IsoDate(metadata={"description": "Inclusive upper bound on due_date."})

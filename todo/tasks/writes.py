@@ -250,8 +250,12 @@ def _check_if_match(current: TaskJSON, if_match: Any | None) -> None:
         return
     if if_match.star_tag or if_match.contains(task_etag(current).strip('"')):
         return
+    if not if_match.as_set():  # only weak tags (W/"..."): If-Match compares strongly
+        raise ProblemError(412, 'If-Match holds only weak ETags (W/"..."), which never match: '
+                           "send the task's ETag as the ETag header gives it.")
     raise ProblemError(
-        412, "The task has changed since the given ETag; fetch it again and retry."
+        412, "The task's ETag is not the one given (the task has changed since, or the ETag "
+        "is another's); fetch the task again and retry."
     )
 
 
