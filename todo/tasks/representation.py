@@ -11,13 +11,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
+import marshmallow as ma
 import orjson
 from sqlalchemy import func
 from sqlalchemy.orm import InstrumentedAttribute
 
-from todo.data.models import Task, tag_key
+from todo.data.models import Priority, Task, tag_key
 
 # UTC with microseconds and a `Z`, in Python and in PostgreSQL's to_char.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -35,37 +36,51 @@ class Kind(enum.Enum):
 class TaskField:
     name: str
     column: InstrumentedAttribute[Any]
+    # How the OpenAPI document describes it (`TaskSchema` is made of these).
+    documented_as: ma.fields.Field[Any]
     kind: Kind = Kind.PLAIN
+    # Set from a create's or an update's body (validated by TaskCreateSchema and
+    # TaskUpdateSchema); a create that leaves it out stores `default`.
+    writable: bool = False
+    default: Any = None
+
+
+def _required(field: ma.fields.Field[Any]) -> ma.fields.Field[Any]:
+    field.required = True
+    return field
 
 
 TASK_FIELDS = (
-    TaskField("id", Task.id, Kind.UUID),
-    TaskField("user_id", Task.user_id),
-    TaskField("title", Task.title),
-    TaskField("description", Task.description),
-    TaskField("completed", Task.completed),
-    TaskField("priority", Task.priority),
-    TaskField("due_date", Task.due_date, Kind.DATE),
-    # The task's tag names, stored with it in the API's order (see `sort_tag_names`).
-    TaskField("tags", Task.tag_names),
-    TaskField("created_at", Task.created_at, Kind.TIMESTAMP),
-    TaskField("updated_at", Task.updated_at, Kind.TIMESTAMP),
+    TaskField("id", Task.id, _required(ma.fields.UUID()), Kind.UUID),
+    TaskField("user_id", Task.user_id, _required(ma.fields.String())),
+    TaskField("title", Task.title, _required(ma.fields.String()), writable=True),
+    TaskField("description", Task.description, _required(ma.fields.String(allow_none=True)),
+              writable=True),
+    TaskField("completed", Task.completed, _required(ma.fields.Boolean()), writable=True,
+              default=False),
+    TaskField("priority", Task.priority, _required(ma.fields.String(
+        validate=ma.validate.OneOf([priority.value for priority in Priority]))),
+        writable=True, default=Priority.MEDIUM.value),
+    TaskField("due_date", Task.due_date, _required(ma.fields.Date(allow_none=True)), Kind.DATE,
+              writable=True),
+    # The task's tag names, stored with it in the API's order (see `sort_tag_names`). Set
+    # through the tag links (writes.py), not as a plain column.
+    TaskField("tags", Task.tag_names, _required(ma.fields.List(ma.fields.String()))),
+    TaskField("created_at", Task.created_at, _required(ma.fields.DateTime()), Kind.TIMESTAMP),
+    TaskField("updated_at", Task.updated_at, _required(ma.fields.DateTime()), Kind.TIMESTAMP),
 )
 # What a statement selects (or returns) to render a task: one column per field, in order.
 TASK_COLUMNS = tuple(field.column for field in TASK_FIELDS)
+# The fields a body may set, besides `tags`.
+WRITABLE_FIELDS = tuple(field for field in TASK_FIELDS if field.writable)
 
+# A task as the API shows it: `TASK_FIELDS`' names and JSON values.
+TaskJSON = dict[str, Any]
 
-class TaskJSON(TypedDict):
-    id: str
-    user_id: str
-    title: str
-    description: str | None
-    completed: bool
-    priority: str
-    due_date: str | None
-    tags: list[str]
-    created_at: str
-    updated_at: str
+# The OpenAPI description of a task (documentation: views send `task_json`'s output).
+TaskSchema = ma.Schema.from_dict(
+    {field.name: field.documented_as for field in TASK_FIELDS}, name="TaskSchema"
+)
 
 
 def format_timestamp(value: datetime) -> str:
@@ -84,10 +99,10 @@ def _json_value(kind: Kind, value: Any) -> Any:
 
 def task_json(row: Sequence[Any]) -> TaskJSON:
     """A row of `TASK_COLUMNS`, as the API shows it."""
-    return cast(TaskJSON, {
+    return {
         field.name: _json_value(field.kind, value)
         for field, value in zip(TASK_FIELDS, row, strict=False)
-    })
+    }
 
 
 def _sql_value(kind: Kind, column: Any) -> Any:

@@ -18,13 +18,12 @@ from todo.data.database import reading
 from todo.tasks import queries, writes
 from todo.tasks.listing import TaskListArgs, list_page
 from todo.tasks.openapi import LOCATION_HEADER, TASK_ID_PARAMETER, TASK_LINKS
-from todo.tasks.representation import TaskJSON, task_etag
+from todo.tasks.representation import TaskJSON, TaskSchema, task_etag
 from todo.tasks.schemas import (
     TaskCompletionSchema,
     TaskCreateSchema,
     TaskPageSchema,
     TaskQueryArgsSchema,
-    TaskSchema,
     TaskUpdateSchema,
 )
 

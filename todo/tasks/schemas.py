@@ -18,6 +18,7 @@ from todo.api.schemas import (
 )
 from todo.data.models import DESCRIPTION_MAX, TAG_NAME_MAX, TITLE_MAX, Priority, tag_key
 from todo.tasks.listing import TaskListArgs
+from todo.tasks.representation import TaskSchema
 
 PRIORITIES = tuple(p.value for p in Priority)
 MAX_TAGS_PER_TASK = 20
@@ -97,21 +98,6 @@ class TaskCompletionSchema(BodySchema):
     """Optional body of `PATCH .../complete`: without it the flag toggles."""
 
     completed = StrictBoolean()
-
-
-class TaskSchema(ma.Schema):
-    """A task as the API returns it."""
-
-    id = fields.UUID(required=True)
-    user_id = fields.String(required=True)
-    title = fields.String(required=True)
-    description = fields.String(required=True, allow_none=True)
-    completed = fields.Boolean(required=True)
-    priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
-    due_date = fields.Date(required=True, allow_none=True)
-    tags = fields.List(fields.String(), required=True)
-    created_at = fields.DateTime(required=True)
-    updated_at = fields.DateTime(required=True)
 
 
 class TaskPageSchema(ma.Schema):

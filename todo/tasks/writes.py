@@ -28,7 +28,7 @@ import functools
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import (
@@ -53,13 +53,13 @@ from todo.data.sql import in_values
 from todo.tasks.queries import GET_TASK
 from todo.tasks.representation import (
     TASK_COLUMNS,
+    WRITABLE_FIELDS,
     TaskJSON,
     sort_tag_names,
     task_etag,
     task_json,
 )
 
-UPDATABLE_FIELDS = ("title", "description", "completed", "priority", "due_date")
 Row = Sequence[Any]
 
 
@@ -203,11 +203,7 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "user_id": user_id,
-        "title": fields["title"],
-        "description": fields.get("description"),
-        "completed": False,
-        "priority": fields.get("priority", "Medium"),
-        "due_date": fields.get("due_date"),
+        **{field.column.key: fields.get(field.name, field.default) for field in WRITABLE_FIELDS},
         "tag_names": [],
         "created_at": now,
         "updated_at": now,
@@ -268,9 +264,9 @@ def update_task(
         current = task_json(row)
         _check_if_match(current, if_match)
         stored = {
-            name: changes[name]
-            for name in UPDATABLE_FIELDS
-            if name in changes and _differs(current, name, changes[name])
+            field.column.key: changes[field.name]
+            for field in WRITABLE_FIELDS
+            if field.name in changes and _differs(current, field.name, changes[field.name])
         }
         if "tags" in changes:
             stored.update(_retag(tx, user_id, task_id, current["tags"], changes["tags"]))
@@ -308,7 +304,7 @@ def _retag(
 
 
 def _differs(current: TaskJSON, name: str, value: Any) -> bool:
-    shown = cast(dict[str, Any], current)[name]
+    shown = current[name]
     if isinstance(value, date):
         return bool(shown != value.isoformat())
     return bool(shown != value)
