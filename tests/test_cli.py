@@ -62,9 +62,34 @@ def test_demo_data_creates_a_realistic_set_for_the_user(runner, client):
     assert any(task["due_date"] is None for task in page["data"])
     tags = client.get("/api/demo-user/tags", headers=bearer("demo-user")).get_json()
     assert tags[0] == {"name": "work", "usage_count": 4}
+    assert result.output == "Created 15 tasks for demo-user.\n"
     # --reset replaces rather than doubles.
     assert runner.invoke(args=["demo-data", "demo-user", "--reset"]).exit_code == 0
     assert client.get("/api/demo-user/tasks", headers=bearer("demo-user")).get_json()["total"] == 15
+
+
+def test_demo_data_run_again_adds_only_what_is_missing_and_says_so(runner, client):
+    def total() -> int:
+        page = client.get("/api/demo-user/tasks", headers=bearer("demo-user")).get_json()
+        return int(page["total"])
+
+    assert runner.invoke(args=["demo-data", "demo-user"]).exit_code == 0
+    again = runner.invoke(args=["demo-data", "demo-user"])
+    assert again.exit_code == 0, again.output
+    assert again.output == (
+        "Created 0 tasks for demo-user. 15 of the 15 demo tasks were there already;"
+        " --reset deletes the user's tasks and starts afresh.\n"
+    )
+    assert total() == 15
+    # A demo task the user deleted comes back; the user's own tasks stay.
+    page = client.get("/api/demo-user/tasks?search=milk", headers=bearer("demo-user")).get_json()
+    milk = page["data"][0]["id"]
+    assert client.delete(f"/api/demo-user/tasks/{milk}", headers=bearer("demo-user")).status_code == 204
+    assert client.post("/api/demo-user/tasks", json={"title": "Mine"},
+                       headers=bearer("demo-user")).status_code == 201
+    result = runner.invoke(args=["demo-data", "demo-user"])
+    assert result.output.startswith("Created 1 task for demo-user. 14 of the 15 demo tasks")
+    assert total() == 16
 
 
 def test_check_passes_on_a_migrated_database(runner):
