@@ -1,11 +1,13 @@
 # The two commands a newcomer needs:
 #   make run    set up and start the service on the embedded SQLite database
-#   make test   set up and run everything CI runs: ruff, mypy --strict, pytest (SQLite + PostgreSQL)
+#               (installs the runtime dependencies only, requirements.txt)
+#   make test   set up and run everything CI runs: ruff, mypy --strict, pytest (SQLite +
+#               PostgreSQL); installs the dev toolchain too (requirements-dev.txt)
 # and for performance work (bench/README.md):
 #   make bench        the benchmark: gunicorn + wrk + pgbench on seeded PostgreSQL databases,
 #                     and the service's req/s as a fraction of a bare-WSGI floor's
 #   make bench-smoke  the same, seconds long on tiny data (what CI runs, through pytest)
-# and for running several replicas (README "Several replicas"):
+# and for running several replicas (docs/operations.md, "Several replicas"):
 #   make cluster      nginx on :8080 in front of 2 gunicorn replicas, PgBouncer in front of the
 #                     local PostgreSQL (CLUSTER_DATABASE_URL), rate limits in Redis; Ctrl-C stops it
 
@@ -18,18 +20,27 @@ BENCH_ARGS ?=
 
 export FLASK_APP := wsgi
 
-.PHONY: run test lint typecheck pytest install system-deps clean
+.PHONY: run test lint typecheck pytest install install-runtime system-deps clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Two sentinels: `make run` needs only the runtime pins (requirements.txt); everything else
+# (tests, lint, the bench, the cluster) also needs the dev toolchain (requirements-dev.txt).
+# An existing virtualenv is reused, never recreated.
+$(VENV)/.runtime-installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-install: $(VENV)/.installed
+install-runtime: $(VENV)/.runtime-installed
 
-run: install
+install: $(VENV)/.dev-installed
+
+run: install-runtime
 	APP_ENV=development $(BIN)/flask db upgrade
 	@echo
 	@echo "  todo-api on http://127.0.0.1:$(PORT)  (SQLite: instance/todo.db)"

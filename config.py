@@ -236,5 +236,15 @@ def load_config(
         .lower(),
     }
     if name == "production":
-        _check_production(config)
+        try:
+            _check_production(config)
+        except ConfigError as error:
+            if environment or process_environ.get("APP_ENV"):
+                raise
+            # Production only by default: say so, for whoever ran this to try it out.
+            raise ConfigError(
+                f"{error} (APP_ENV is not set, so production applies; to try the service,"
+                " use `make run`, or run `flask` from the repository root, whose .flaskenv"
+                " sets APP_ENV=development)"
+            ) from None
     return config

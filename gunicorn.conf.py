@@ -5,15 +5,9 @@ Every value can be overridden from the environment. The defaults suit a small ma
 PostgreSQL), and a database pool per process as large as its thread count.
 
 Each worker listens on its own socket (`reuse_port`, SO_REUSEPORT), so the kernel spreads
-new connections evenly over the workers. With one shared socket, whichever worker woke first
-accepted, and in one run of five all 16 connections of a client that opened them at once
-landed in one worker, which served them from one core while the other idled (540-640
-instead of 1,050 reads/s). With per-worker sockets the two workers' CPU stayed within
-0.58-0.72 cores of each other in every run.
-
-Measured against two workers per core with 4 threads each (`make bench` scenarios, 6 s
-runs): at 100 connections one worker per core has the tighter tail (toggle p95 157-180 ms
-vs 192-231 ms, create 193-283 ms vs 256-448 ms).
+new connections evenly over the workers; with one shared socket, whichever worker woke first
+accepted, and a client's connections could all land in one worker while another idled.
+Both choices were measured; the figures are in bench/README.md ("Results, dated").
 """
 
 import multiprocessing

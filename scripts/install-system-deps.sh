@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Debian packages the test suite drives (PgBouncer, nginx, Chromium, wrk). Installed only when missing,
-# and only where we may (root, or passwordless sudo); otherwise the tests that need them say so.
+# Debian packages the test suite drives (PgBouncer, nginx, Chromium, wrk, curl). Installed only
+# when missing, and only where we may (root, or passwordless sudo); otherwise the tests that need
+# them say so.
 # With arguments, only those of its packages (`make cluster`: nginx pgbouncer).
 set -euo pipefail
 
@@ -15,6 +16,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
 [ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
 # The benchmark's load generator (bench/, tests/test_bench_smoke.py).
 command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+# The README's walkthrough is curl commands, run as written (tests/test_readme_walkthrough.py).
+command -v curl >/dev/null 2>&1 || packages+=(curl)
 if [ $# -gt 0 ]; then
   wanted=()
   for package in "${packages[@]}"; do

@@ -192,3 +192,15 @@ def test_development_generates_and_keeps_a_secret(tmp_path: Path):
 def test_unknown_environment_is_refused():
     with pytest.raises(ConfigError, match="APP_ENV"):
         load_config("staging", environ={})
+
+
+def test_production_by_default_says_so_when_it_refuses():
+    # Who runs the app without APP_ENV is told that production applied and how to try it out.
+    with pytest.raises(ConfigError, match=r"APP_ENV is not set, so production applies; .*"
+                       r"\.flaskenv sets APP_ENV=development\)$"):
+        load_config(environ={})
+    for explicit in ({"environment": "production", "environ": {}},
+                     {"environ": {"APP_ENV": "production"}}):
+        with pytest.raises(ConfigError) as refused:
+            load_config(**explicit)
+        assert "APP_ENV" not in str(refused.value)

@@ -82,8 +82,9 @@ DEMO_TASKS: list[dict[str, object]] = [
 @click.argument("user_id")
 @click.option("--reset", is_flag=True, help="Delete the user's tasks first.")
 def demo_data_command(user_id: str, reset: bool) -> None:
-    """Create a realistic set of tasks and tags for USER_ID, for trying the UI."""
-    from todo.data.database import writing
+    """Create a realistic set of tasks and tags for USER_ID, for trying the UI. Run again, it
+    adds only the demo tasks the user does not have (by title)."""
+    from todo.data.database import reading, writing
     from todo.data.models import Task
     from todo.tasks import writes
 
@@ -98,8 +99,13 @@ def demo_data_command(user_id: str, reset: bool) -> None:
             # Their tags go with their last links (a trigger: migration 0005).
             tx.execute(sa.delete(Task).where(Task.user_id == sa.bindparam("user_id")),
                        {"user_id": user_id})
+    with reading() as reads:
+        titles = reads.all(sa.select(Task.title).where(Task.user_id == sa.bindparam("user_id")),
+                           {"user_id": user_id})
+    existing = {title for (title,) in titles}
+    missing = [demo for demo in DEMO_TASKS if demo["title"] not in existing]
     today = date.today()
-    for demo in DEMO_TASKS:
+    for demo in missing:
         due = demo["due"]
         fields = {
             "title": demo["title"],
@@ -111,7 +117,11 @@ def demo_data_command(user_id: str, reset: bool) -> None:
         task = writes.create_task(user_id, fields)
         if demo.get("completed"):
             writes.set_completion(user_id, uuid.UUID(task["id"]), True)
-    click.echo(f"Created {len(DEMO_TASKS)} tasks for {user_id}.")
+    message = f"Created {len(missing)} task{'' if len(missing) == 1 else 's'} for {user_id}."
+    if len(missing) < len(DEMO_TASKS):
+        message += (f" {len(DEMO_TASKS) - len(missing)} of the {len(DEMO_TASKS)} demo tasks were"
+                    " there already; --reset deletes the user's tasks and starts afresh.")
+    click.echo(message)
 
 
 @click.command("check")
