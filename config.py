@@ -207,6 +207,7 @@ def load_config(
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, env),
         "DB_STATEMENT_TIMEOUT_MS": _int_setting(env, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
         "DB_SEARCH_TIMEOUT_MS": _int_setting(env, "DB_SEARCH_TIMEOUT_MS", 1000, minimum=1),
+        "SYNC_TOMBSTONE_DAYS": _int_setting(env, "SYNC_TOMBSTONE_DAYS", 30, minimum=1),
         "DB_RETRY_AFTER_SECONDS": _int_setting(env, "DB_RETRY_AFTER_SECONDS", 5, minimum=1),
         "DB_PING_AFTER_IDLE_SECONDS": _int_setting(env, "DB_PING_AFTER_IDLE_SECONDS", 10),
         "BETTER_AUTH_SECRET": secret,

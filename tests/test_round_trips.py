@@ -201,3 +201,24 @@ def test_failed_writes_leave_no_transaction_open(app: Flask, client: FlaskClient
     assert (stored["title"], stored["tags"]) == ("counted", ["only"])
     assert client.patch(f"{url}/complete", headers=headers).get_json()["completed"] is True
     assert client.get(f"/api/{USER}/tasks", headers=headers).get_json()["total"] == 1
+
+
+@on_postgresql
+def test_an_unchanged_poll_reads_only_the_change_number(
+    proxied: tuple[FlaskClient, QueryRecorder],
+) -> None:
+    """A client polling an unchanged account costs one query: the user's change number."""
+    client, recorder = proxied
+    task = create(client, tags=["a"])
+    for path in (f"/api/{USER}/tasks", f"/api/{USER}/tasks?status=pending&tags=a",
+                 f"/api/{USER}/tags", f"/api/{USER}/changes"):
+        first = client.get(path, headers=bearer(USER))
+        assert first.status_code == 200 and first.headers["ETag"], path
+        conditional = {**bearer(USER), "If-None-Match": first.headers["ETag"]}
+        sent = round_trips(recorder, lambda path=path, headers=conditional: client.get(
+            path, headers=headers))
+        assert len(sent) == 1 and "FROM users" in sent[0] and "tasks" not in sent[0], sent
+        assert client.get(path, headers=conditional).status_code == 304
+    client.patch(f"/api/{USER}/tasks/{task['id']}", json={"title": "moved on"},
+                 headers=bearer(USER))
+    assert client.get(f"/api/{USER}/tasks", headers=conditional).status_code == 200

@@ -27,3 +27,10 @@ IF_MATCH_PARAMETER: dict[str, Any] = {
     "schema": {"type": "string"},
     "example": "*",
 }
+IF_NONE_MATCH_PARAMETER: dict[str, Any] = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "description": "The ETag of an earlier answer: 304 with no body while it is still current.",
+    "schema": {"type": "string"},
+}

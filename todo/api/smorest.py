@@ -16,6 +16,7 @@ from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from todo.api.openapi import IF_NONE_MATCH_PARAMETER
 from todo.api.problems import PROBLEM_MIMETYPE
 from todo.api.schemas import ProblemSchema
 
@@ -233,15 +234,20 @@ class ProblemDocumentationPlugin(apispec.BasePlugin):
         if not parameters:
             return
         for operation in (operations or {}).values():
+            if "304" in operation.get("responses", {}):  # a conditional read
+                operation.setdefault("parameters", []).append(IF_NONE_MATCH_PARAMETER)
             operation["parameters"] = [*parameters, *operation.get("parameters", [])]
         parameters.clear()
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
-        """`X-Request-ID` on the responses an operation declares inline; query parameters
-        that are another's alias (`tags[]` for `tags`, metadata `x-alias-of`) left out."""
+        """`X-Request-ID` on the responses an operation declares inline; `If-None-Match` on
+        the operations that answer 304; query parameters that are another's alias (`tags[]`
+        for `tags`, metadata `x-alias-of`) left out."""
         for operation in (operations or {}).values():
+            if "304" in operation.get("responses", {}):  # a conditional read
+                operation.setdefault("parameters", []).append(IF_NONE_MATCH_PARAMETER)
             operation["parameters"] = [
                 parameter for parameter in operation.get("parameters", [])
                 if not (isinstance(parameter, dict) and _alias_of(parameter))

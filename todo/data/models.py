@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Column,
     Date,
@@ -85,6 +86,13 @@ class User(Base):
     # The user's tasks, counted by a trigger on `tasks` (migration 0005): the per-user task
     # limit reads one row instead of counting the user's tasks.
     task_count: Mapped[int] = mapped_column(server_default=text("0"))
+    # The number of the user's latest change: every insert, update and delete of one of the
+    # user's tasks takes the next one, in the writing transaction (triggers, migration 0006).
+    # The changes feed's cursors and the list's validators are made of it.
+    change_number: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Tombstones numbered up to this one may have been purged (SYNC_TOMBSTONE_DAYS): a
+    # changes cursor older than it could miss deletions (410).
+    tombstones_purged_through: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 task_tags = Table(
@@ -108,6 +116,7 @@ class Task(Base):
         # The default listing order (created_at desc, then id) read straight off the index.
         Index("ix_tasks_user_id_created_at", "user_id", text("created_at DESC"), "id"),
         Index("ix_tasks_user_id_updated_at", "user_id", "updated_at"),
+        Index("ix_tasks_user_id_change_number", "user_id", "change_number"),
         Index("ix_tasks_user_id_due_date", "user_id", "due_date"),
         Index("ix_tasks_user_id_priority_due_date", "user_id", "priority", "due_date"),
         Index("ix_tasks_user_id_title_lower", "user_id", text("lower(title)")),
@@ -144,6 +153,22 @@ class Task(Base):
     tag_names: Mapped[list[str]] = mapped_column(
         JSON, default=list, server_default=text("'[]'")
     )
+    # The user's change number of the task's latest write (set by a trigger, migration 0006).
+    change_number: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class TaskTombstone(Base):
+    """A deleted task, for the changes feed: written by a trigger on `tasks` (migration 0006),
+    kept SYNC_TOMBSTONE_DAYS."""
+
+    __tablename__ = "task_tombstones"
+
+    user_id: Mapped[str] = mapped_column(
+        String(USER_ID_MAX), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    change_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Tag(Base):

@@ -6,6 +6,7 @@ from typing import Any, TypedDict
 
 from sqlalchemy import Integer, Select, bindparam, select
 
+from todo.data.change_numbers import USER_CHANGE_NUMBER, user_version
 from todo.data.database import Reads
 from todo.data.models import Tag, tag_key
 from todo.data.sql import escape_like
@@ -16,11 +17,13 @@ class TagUsage(TypedDict):
     usage_count: int
 
 
-def _usage_statement(with_prefix: bool) -> Select[str, int]:
+def _usage_statement(with_prefix: bool) -> Select[str, int, int]:
     # Each tag carries its count (`tags.usage_count`, kept by a trigger), so this reads the
     # user's tags alone, never their links.
     statement = (
-        select(Tag.name, Tag.usage_count)
+        # Each row carries the user's change number too, read in the same snapshot: the
+        # answer's validator.
+        select(Tag.name, Tag.usage_count, USER_CHANGE_NUMBER)
         .where(Tag.user_id == bindparam("user_id"))
         .order_by(Tag.usage_count.desc(), Tag.name_key, Tag.name)
         .limit(bindparam("limit", type_=Integer))
@@ -35,14 +38,15 @@ USAGE = _usage_statement(with_prefix=False)
 USAGE_WITH_PREFIX = _usage_statement(with_prefix=True)
 
 
-def tag_usage(reads: Reads, user_id: str, prefix: str | None, limit: int) -> list[TagUsage]:
-    """Tags used by at least one of the user's tasks, most used first, then by name."""
+def tag_usage(reads: Reads, user_id: str, prefix: str | None, limit: int
+              ) -> tuple[list[TagUsage], int]:
+    """Tags used by at least one of the user's tasks, most used first, then by name; and the
+    user's change number they reflect."""
     parameters: dict[str, Any] = {"user_id": user_id, "limit": limit}
     statement = USAGE
     if prefix:
         statement = USAGE_WITH_PREFIX
         parameters["pattern"] = f"{escape_like(tag_key(prefix))}%"
-    return [
-        {"name": name, "usage_count": int(count)}
-        for name, count in reads.all(statement, parameters)
-    ]
+    rows = reads.all(statement, parameters)
+    change_number = rows[0][2] if rows else user_version(reads, user_id).change_number
+    return [{"name": name, "usage_count": int(count)} for name, count, _ in rows], change_number

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
+from todo.data.change_numbers import USER_CHANGE_NUMBER, user_version
 from todo.data.database import Reads
 from todo.data.models import Priority, Tag, Task, tag_key, task_tags
 from todo.data.sql import escape_like, in_values
@@ -242,19 +243,23 @@ def _envelope(data_json: bytes, total: int, args: TaskListArgs) -> bytes:
     return b'{"data":' + data_json + b"," + tail[1:]
 
 
-def list_page(reads: Reads, user_id: str, args: TaskListArgs) -> bytes:
-    """The listing's JSON body: `{"data": [...], "total", "limit", "offset"}`."""
+def list_page(reads: Reads, user_id: str, args: TaskListArgs) -> tuple[bytes, int]:
+    """The listing's JSON body, `{"data": [...], "total", "limit", "offset"}`, and the
+    user's change number it reflects (for its validator)."""
     shape, parameters = ListShape.of(args), _parameters(user_id, args)
     if reads.dialect.name == "postgresql":
         page = reads.first(_rendered_page_statement(shape), parameters)
         assert page is not None  # an aggregate: always one row
-        data, total = page
+        data, total, change_number = page
         if total is None:
             total = _total(reads, shape, parameters)
-        return _envelope(data.encode(), int(total), args)
+        return _envelope(data.encode(), int(total), args), change_number or 0
+    # SQLite: the version first, so the page is at least as new as the validator says.
+    change_number = user_version(reads, user_id).change_number
     rows = reads.all(_rows_statement(shape), parameters)
     total = rows[0][len(TASK_COLUMNS)] if rows else _total(reads, shape, parameters)
-    return _envelope(orjson.dumps([task_json(row) for row in rows]), int(total), args)
+    body = _envelope(orjson.dumps([task_json(row) for row in rows]), int(total), args)
+    return body, change_number
 
 
 def page_statement(user_id: str, args: TaskListArgs) -> Select[str, Any]:
@@ -286,4 +291,8 @@ def _rendered_page_statement(shape: ListShape) -> Select[str, Any]:
     total: Any = (
         _count_statement(shape).scalar_subquery() if count_separately else func.max(page.c.total)
     )
-    return select(cast(data, Text).label("data"), total.label("total"))
+    # The user's change number, read in the same snapshot as the page: its validator.
+    return select(
+        cast(data, Text).label("data"), total.label("total"),
+        USER_CHANGE_NUMBER.label("change_number"),
+    )

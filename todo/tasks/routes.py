@@ -10,10 +10,16 @@ from typing import Any
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
-from todo.api.openapi import ETAG_HEADER, IF_MATCH_PARAMETER, USER_ID_PARAMETER
+from todo.api.conditional import collection_etag, is_not_modified, not_modified
+from todo.api.openapi import (
+    ETAG_HEADER,
+    IF_MATCH_PARAMETER,
+    USER_ID_PARAMETER,
+)
 from todo.api.problems import ProblemError
 from todo.api.responses import json_response, no_content
 from todo.api.smorest import Blueprint, F, documents_errors
+from todo.data.change_numbers import user_version
 from todo.data.database import reading
 from todo.tasks import queries, writes
 from todo.tasks.listing import TaskListArgs, list_page
@@ -86,17 +92,24 @@ def update(changes: dict[str, Any], user_id: str, task_id: str) -> Response:
 @blp.route("", parameters=[USER_ID_PARAMETER])
 class Tasks(MethodView):
     @blp.arguments(TaskQueryArgsSchema(), location="query")
-    @blp.response(200, TaskPageSchema)
+    @blp.response(200, TaskPageSchema, headers=ETAG_HEADER)
     @blp.doc(operationId="listTasks")
-    @documents_errors(blp, 400, 401, 403, 429, 503)
+    @documents_errors(blp, 304, 400, 401, 403, 429, 503)
     def get(self, args: TaskListArgs, user_id: str) -> Response:
         """List tasks, with search, filters, sorting and pagination."""
         # A search can cost far more than other reads (a pattern tested against every task of
         # the user), so it gets a shorter time limit: the bound on what one request can cost.
         timeout = current_app.config["DB_SEARCH_TIMEOUT_MS"] if args.search else None
         with reading(statement_timeout_ms=timeout) as reads:
-            body = list_page(reads, user_id, args)
-        return current_app.response_class(body, mimetype="application/json")
+            if "If-None-Match" in request.headers:  # a poll: the version alone may answer it
+                etag = collection_etag("tasks", user_version(reads, user_id).change_number)
+                if is_not_modified(etag):
+                    return not_modified(etag)
+            body, change_number = list_page(reads, user_id, args)
+        return current_app.response_class(
+            body, mimetype="application/json",
+            headers={"ETag": collection_etag("tasks", change_number)},
+        )
 
     @blp.arguments(TaskCreateSchema())
     @blp.response(
@@ -115,7 +128,7 @@ class Tasks(MethodView):
 class TaskById(MethodView):
     @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
     @blp.doc(operationId="getTask")
-    @documents_errors(blp, 401, 403, 404, 429, 503)
+    @documents_errors(blp, 304, 401, 403, 404, 429, 503)
     def get(self, user_id: str, task_id: str) -> Response:
         """Get one task."""
         task_uuid = parse_task_id(task_id)
@@ -123,7 +136,10 @@ class TaskById(MethodView):
             task = queries.get_task(reads, user_id, task_uuid)
         if task is None:
             raise ProblemError(404, "Task not found.")
-        return task_response(task)
+        etag = task_etag(task)
+        if is_not_modified(etag):
+            return not_modified(etag)
+        return json_response(task, headers={"ETag": etag})
 
     @update_operation("putTask")
     def put(self, changes: dict[str, Any], user_id: str, task_id: str) -> Response:
