@@ -383,32 +383,46 @@ ISSUE_15_TARGETS = (
 )
 
 
+def _service_figures(row: Row) -> tuple[float, float | None, str]:
+    """A row's req/s and server CPU per request, as the mean of the service's runs (list and
+    get have one per round with the floor), and how many runs that is."""
+    runs = row.service_runs
+    cpu = [run.server_cpu_us for run in runs if run.server_cpu_us is not None]
+    return (mean(run.rps for run in runs), mean(cpu) if cpu else None,
+            f" (mean of {len(runs)} runs)" if len(runs) > 1 else "")
+
+
 def same_run_target(goal: SameRunTarget, rows: list[Row], sets: list[SetReport]) -> Target:
-    """At every connection count both scenarios ran, in each set: met if all are. Each part
-    also gives the server's CPU per item against the base's per request (its inverse, the
-    cost ratio, which the target bounds too)."""
+    """At every connection count both scenarios ran, in each set: met if all are. A row's
+    figures are the mean of the service's runs (list and get alternate with the floor). Each
+    part also gives the server's CPU per item against the base's per request: the cost
+    ratio, which the target bounds too (at most 1 / threshold)."""
     values, parts = [], []
     for report in sets:
         by_connections = {
-            (row.wrk.scenario, row.wrk.connections): row.wrk
+            (row.wrk.scenario, row.wrk.connections): row
             for row in rows if row.set == report.name and not row.high_concurrency
         }
-        for (scenario, connections), run in sorted(by_connections.items()):
-            base = by_connections.get((goal.base, connections))
-            if scenario != goal.scenario or base is None or not base.rps:
+        for (scenario, connections), row in sorted(by_connections.items()):
+            base_row = by_connections.get((goal.base, connections))
+            if scenario != goal.scenario or base_row is None:
                 continue
-            value = run.rps * goal.per_request / base.rps
+            rps, cpu_us, runs = _service_figures(row)
+            base_rps, base_cpu_us, base_runs = _service_figures(base_row)
+            if not base_rps:
+                continue
+            value = rps * goal.per_request / base_rps
             values.append(value)
-            per_item = (run.server_cpu_us / goal.per_request
-                        if run.server_cpu_us is not None else None)
-            cost = (f"; server CPU {per_item:,.0f} vs {base.server_cpu_us:,.0f} us = "
-                    f"{per_item / base.server_cpu_us:.2f}x"
-                    if per_item is not None and base.server_cpu_us else "")
-            throughput = (f"{run.rps:,.1f} req/s x {goal.per_request} = "
-                          f"{run.rps * goal.per_request:,.0f} tasks/s"
-                          if goal.per_request > 1 else f"{run.rps:,.1f} req/s")
+            per_item = cpu_us / goal.per_request if cpu_us is not None else None
+            cost = (f"; server CPU {per_item:,.0f} vs {base_cpu_us:,.0f} us = "
+                    f"{per_item / base_cpu_us:.2f}x"
+                    if per_item is not None and base_cpu_us else "")
+            throughput = (f"{rps:,.1f} req/s x {goal.per_request} = "
+                          f"{rps * goal.per_request:,.0f} tasks/s"
+                          if goal.per_request > 1 else f"{rps:,.1f} req/s")
             parts.append(f"{report.name}/{connections} {value:.2f} ({goal.scenario} "
-                         f"{throughput} vs {goal.base} {base.rps:,.1f} req/s{cost})")
+                         f"{throughput}{runs} vs {goal.base} {base_rps:,.1f} req/s"
+                         f"{base_runs}{cost})")
     skipped = [f"{report.name}: skipped, {report.skipped[goal.scenario]}"
                for report in sets if goal.scenario in report.skipped]
     return Target(
@@ -459,8 +473,8 @@ def print_report(
     print("\nTargets (issue 11):", file=out)
     print("\n".join(target_lines(targets(rows, sets))), file=out)
     print("\nTargets (issue 15; same set and connections, met if at every connection count "
-          "both ran; server CPU = gunicorn's CPU time per request, per task for batch):",
-          file=out)
+          "both ran; list and get: the mean of the service's runs; server CPU = gunicorn's "
+          "CPU time per request, per task for batch):", file=out)
     print("\n".join(target_lines(issue_15_targets(rows, sets))), file=out)
 
 
