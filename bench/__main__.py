@@ -5,16 +5,19 @@ request and turn it into pgbench scripts (bench.sqlcapture, bench.pgbench) and t
 SQL file (bench.floor), start gunicorn (bench.server) for the service and, on another port
 with the same gunicorn.conf.py, for the floor; warm up, then run each scenario at each
 connection count with wrk (bench.wrk), reads before writes so the reads see the data as
-seeded. `list` and `get` alternate service and floor runs (only one is loaded at a time),
-then pgbench runs their SQL at the same concurrency. The high-concurrency runs come last, on
-one set: `mixed` at each --mixed-connections, then `users` (mixed's requests, each connection
-pausing before each request like a person) at each --users-connections, each worker's memory
-read after each; then the workers' peak RSS is read and gunicorn stopped. Progress goes to
-stderr, the report to stdout.
+seeded (and the changes feed's cursors, computed when the data file is written, still stand
+where they were; `batch`, if the service has the endpoint, runs after `create` and the tasks
+it created are deleted after its runs). `list` and `get` alternate service and floor runs
+(only one is loaded at a time), then pgbench runs their SQL at the same concurrency. The
+high-concurrency runs come last, on one set: `mixed` at each --mixed-connections, then
+`users` (mixed's requests, each connection pausing before each request like a person) at
+each --users-connections, each worker's memory read after each; then the workers' peak RSS
+is read and gunicorn stopped. Progress goes to stderr, the report to stdout.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -22,6 +25,8 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,7 +123,7 @@ class Bench:
         data_path = self.results_dir / f"data-{dataset.name}.lua"
         wrk.write_data_file(
             data_path, dataset, wrk.make_tokens(self.secret, dataset.users),
-            seed.user_tag_names(url),
+            seed.user_tag_names(url), self.cursors(dataset, url, set_report),
         )
         recorded = (self.record_sql(dataset, environ)
                     if self.pgbench_wanted() or self.floor_wanted() else {})
@@ -150,6 +155,13 @@ class Bench:
             for scenario in options.scenarios:
                 if scenario not in wrk.SCENARIOS:
                     continue  # high concurrency only
+                if scenario == "batch":
+                    missing = self.batch_missing(gunicorn)
+                    if missing is not None:
+                        set_report.skipped["batch"] = missing
+                        progress(f"{dataset.name}: batch skipped: {missing}")
+                        continue
+                    batch_started = datetime.now(UTC)
                 for connections in options.connections:
                     row = self.measure(dataset, gunicorn, scenario, connections,
                                        options.duration, data_path)
@@ -158,6 +170,14 @@ class Bench:
                         self.alternate(row, dataset, gunicorn, floor_server, data_path)
                     if scenario in scripts:
                         self.compare(row, url, scripts[scenario])
+                if scenario == "batch":
+                    # Up to thousands of tasks per user: the scenarios after batch would
+                    # otherwise list, search and count over far more data than before it.
+                    started = time.monotonic()
+                    self.wait_until_idle(gunicorn, url)
+                    deleted = seed.delete_created(url, batch_started)
+                    progress(f"{dataset.name}: deleted the {deleted:,} tasks batch created "
+                             f"({time.monotonic() - started:.1f} s)")
             if floor_server is not None:
                 floor_server.stop()
                 self.servers = [gunicorn]
@@ -181,6 +201,62 @@ class Bench:
                 floor_server.stop()
             self.servers = []
 
+    def cursors(self, dataset: DataSet, url: str, set_report: report.SetReport
+                ) -> dict[int, wrk.Cursors]:
+        """Each user's changes-feed cursors, from where the feed stands now (read before any
+        write of this run: the scenarios using them run before the writes)."""
+        positions = seed.change_positions(url, wrk.CHANGES_BEHIND)
+        missing = [n for n in range(1, dataset.users + 1) if n not in positions]
+        if missing:
+            raise RuntimeError(f"{dataset.database}: no users row for user(s) {missing[:5]}")
+        latest = [positions[n].latest for n in positions]
+        answers = [positions[n].tasks_after for n in positions]
+        set_report.change_numbers = {
+            "latest_min": min(latest), "latest_max": max(latest),
+            "changes100_tasks_min": min(answers), "changes100_tasks_max": max(answers),
+        }
+        progress(f"{dataset.name}: change numbers: users at {min(latest):,}-{max(latest):,}; "
+                 f"changes100 cursors {wrk.CHANGES_BEHIND} task changes back answer "
+                 f"{min(answers)}-{max(answers)} tasks")
+        return wrk.user_cursors(positions)
+
+    def wait_until_idle(self, gunicorn: server.Gunicorn, url: str, limit: float = 60) -> None:
+        """Until the requests wrk left behind are done: when wrk stops, the service still
+        has the ones it had read (queued for its threads, or waiting on a lock). Idle: its
+        CPU stands still for a quarter of a second and its database has no busy session."""
+        pid = gunicorn.process.pid if gunicorn.process is not None else None
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            before = machine.server_cpu_seconds(pid)
+            time.sleep(0.25)
+            after = machine.server_cpu_seconds(pid)
+            busy_cpu = before is not None and after is not None and after - before > 0.01
+            if not busy_cpu and pg.busy_sessions(url) == 0:
+                return
+        progress(f"  the service was still busy after {limit:.0f} s; going on")
+
+    def batch_missing(self, gunicorn: server.Gunicorn) -> str | None:
+        """Why `batch` cannot run (the endpoint is being built on another branch), or None.
+        The probe is a batch of no operations: 400 from the endpoint, nothing written."""
+        token = wrk.make_tokens(self.secret, 1)[0]
+        path = f"/api/{user_id(1)}/tasks/batch"
+        probe = urllib.request.Request(
+            gunicorn.base_url + path, data=json.dumps({"operations": []}).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(probe, timeout=10) as response:
+                status = int(response.status)
+        except urllib.error.HTTPError as error:
+            status = error.code
+        if status in (400, 422):
+            return None
+        if status in (404, 405):
+            return (f"the service has no batch endpoint (a probe POST {path} with no "
+                    f"operations answered {status}; expected 400)")
+        return f"a probe POST {path} with no operations answered {status}, not 400"
+
     def wrk(self, dataset: DataSet, gunicorn: server.Gunicorn, scenario: str,
             connections: int, duration: int, data_path: Path, suffix: str = ""
             ) -> wrk.WrkResult:
@@ -198,12 +274,20 @@ class Bench:
         progress(f"{dataset.name}: {scenario}{who} at {connections} connections for "
                  f"{duration} s")
         pids = [s.process.pid for s in self.servers if s.process is not None]
+        loaded = gunicorn.process.pid if gunicorn.process is not None else None
         before = machine.snapshot(*pids)
+        server_before = machine.server_cpu_seconds(loaded)
         result = self.wrk(dataset, gunicorn, scenario, connections, duration, data_path, suffix)
+        server_after = machine.server_cpu_seconds(loaded)
         cpu = machine.usage(before, machine.snapshot(*pids))
+        if server_before is not None and server_after is not None:
+            result.server_cpu_seconds = server_after - server_before
+        per_request = result.server_cpu_us
         progress(f"  {result.rps:,.1f} req/s, p95 {result.p95_ms:.1f} ms, "
-                 f"{result.error_count} errors" + (f"; CPU: bench {cpu.bench:.0f}%, postgres "
-                 f"{cpu.postgres:.0f}%, other {cpu.other:.0f}%" if cpu else ""))
+                 f"{result.error_count} errors"
+                 + (f", server CPU {per_request:,.0f} us/request" if per_request else "")
+                 + (f"; CPU: bench {cpu.bench:.0f}%, postgres "
+                    f"{cpu.postgres:.0f}%, other {cpu.other:.0f}%" if cpu else ""))
         return result, cpu
 
     def measure(self, dataset: DataSet, gunicorn: server.Gunicorn, scenario: str,

@@ -7,10 +7,12 @@ same capture the pgbench scripts come from, with the user id and task id turned 
 psycopg2 parameters), orjson writes the body. The bodies are byte-identical to the
 service's: `get` builds the task as `todo.tasks.representation.task_json` does (and its
 ETag as `task_etag` does), `list` wraps the JSON text PostgreSQL renders as
-`todo.tasks.listing._envelope` does. Status codes and Content-Type are the service's for
-what the floor serves: 200, and problem+json 401 (no or bad token), 403 (another user's
-path), 404 (no such task, or not a UUID); also 405 for other methods, 400 for a listing
-with a query string (the floor has no filters) and 503 when PostgreSQL fails.
+`todo.tasks.listing._envelope` does (and its ETag, from the user's change number the
+statement reads, as `todo.api.conditional.collection_etag` does). Status codes and
+Content-Type are the service's for what the floor serves: 200, and problem+json 401 (no or
+bad token), 403 (another user's path), 404 (no such task, or not a UUID); also 405 for other
+methods, 400 for a listing with a query string (the floor has no filters) and 503 when
+PostgreSQL fails.
 
 It runs under the same `gunicorn -c gunicorn.conf.py` as the service
 (`bench.floor:create_app()`), so it moves only when gunicorn, psycopg2 or PostgreSQL move;
@@ -52,6 +54,8 @@ PATH = re.compile(r"^/api/(?P<user_id>[^/]+)/tasks(?:/(?P<task_id>[^/]+))?$")
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$", re.IGNORECASE)
 PROBLEM = "application/problem+json"
 JSON = "application/json"
+# The digest of an empty query string in a collection's ETag (todo.api.conditional).
+EMPTY_QUERY_DIGEST = hashlib.sha256(b"").hexdigest()[:16]
 TASK_KEYS = ("id", "user_id", "title", "description", "completed", "priority", "due_date",
              "tags", "created_at", "updated_at")
 
@@ -120,6 +124,13 @@ def list_body(data: str, total: int, limit: int = 50, offset: int = 0) -> bytes:
     return b'{"data":' + data.encode() + b"," + tail[1:]
 
 
+def list_etag(change_number: int | None) -> str:
+    """The default listing's validator, as `todo.api.conditional.collection_etag` makes it:
+    the user's change number (read by the listing statement; 0 for a user who never wrote)
+    and the digest of the query string, which the floor's listing never has."""
+    return f'"tasks.{change_number or 0}.{EMPTY_QUERY_DIGEST}"'
+
+
 def problem(status: int, detail: str, path: str, headers: Iterable[tuple[str, str]] = ()
             ) -> Response:
     body = orjson.dumps({"type": "about:blank", "title": HTTPStatus(status).phrase,
@@ -181,7 +192,8 @@ class Floor:
                     return problem(400, "The floor serves the default listing only.", path)
                 page = self.first_row(self.list_sql, {"user_id": user_id})
                 assert page is not None  # an aggregate: always one row
-                return 200, JSON, list_body(page["data"], int(page["total"])), []
+                return (200, JSON, list_body(page["data"], int(page["total"])),
+                        [("ETag", list_etag(page.get("change_number")))])
             if not UUID_TEXT.match(task_id):
                 return problem(404, "Task not found.", path)
             row = self.first_row(self.get_sql, {"user_id": user_id,

@@ -93,3 +93,19 @@ def usage(before: Snapshot | None, after: Snapshot | None) -> CpuUsage | None:
     return CpuUsage(
         busy=busy, bench=bench, postgres=postgres, other=max(0.0, busy - bench - postgres)
     )
+
+
+def server_cpu_seconds(pid: int | None) -> float | None:
+    """CPU time used so far by a gunicorn master `pid` and its workers (live ones, and the
+    ones it has waited for), in seconds; None where /proc cannot tell."""
+    if pid is None:
+        return None
+    try:
+        processes = _processes()
+    except OSError:
+        return None
+    if pid not in processes:
+        return None
+    ticks = sum(processes[pid][2])
+    ticks += sum(sum(t[:2]) for _, ppid, t in processes.values() if ppid == pid)
+    return ticks / HZ

@@ -92,6 +92,23 @@ def free_connection_slots(server: str) -> int:
     return int(row[0]) if row else 0
 
 
+def busy_sessions(database_url: str) -> int:
+    """Sessions of the URL's database (other than this one) running a statement or inside a
+    transaction."""
+    connection = connect(database_url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                " AND state IS DISTINCT FROM 'idle'"
+            )
+            row = cursor.fetchone()
+    finally:
+        connection.close()
+    return int(row[0]) if row else 0
+
+
 def server_version(server: str) -> str:
     with admin_cursor(server) as cursor:
         cursor.execute("SHOW server_version")

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from bench.machine import CpuUsage
 from bench.pgbench import PgbenchResult
-from bench.wrk import WrkResult
+from bench.wrk import BATCH_SIZE, CHANGES_BEHIND, WrkResult
 
 COLUMNS = ("scenario", "set", "conns", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
            "pgbench tps", "ratio", "floor req/s", "svc/floor", "other cpu")
@@ -100,6 +100,11 @@ class SetReport:
     # connections"), and whether a worker was replaced meanwhile (its peak is then shorter).
     peak_rss_after: str = ""
     workers_replaced: bool = False
+    # Scenarios not run, and why (`batch` when the service has no batch endpoint).
+    skipped: dict[str, str] = field(default_factory=dict)
+    # Where the users' changes feeds stood when the data file was written: the least and
+    # greatest latest change number, and how many tasks a changes100 answer holds.
+    change_numbers: dict[str, int] = field(default_factory=dict)
 
 
 def _cell(value: float | None, digits: int = 1) -> str:
@@ -162,12 +167,14 @@ def notes(rows: list[Row]) -> list[str]:
         for which, run in runs:
             if run.error_count:
                 e = run.errors
+                expected = run.expected_status
                 failing = {code: n for code, n in run.statuses.items()
-                           if not code.startswith("2")}
+                           if (code != str(expected) if expected else not code.startswith("2"))}
                 lines.append(
                     f"{label}{which}: {run.error_count} errors: connect {e['connect']}, read "
-                    f"{e['read']}, write {e['write']}, timeout {e['timeout']}, non-2xx "
-                    f"{e['non2xx']} {failing or ''}".rstrip()
+                    f"{e['read']}, write {e['write']}, timeout {e['timeout']}, "
+                    + (f"not {expected}" if expected else "non-2xx")
+                    + f" {e['unexpected']} {failing or ''}".rstrip()
                 )
         if row.pgbench_note:
             lines.append(f"{label}: {row.pgbench_note}")
@@ -176,6 +183,26 @@ def notes(rows: list[Row]) -> list[str]:
                 f"{label}: pgbench exit {row.pgbench.exit_code}, {row.pgbench.failed} failed"
                 " transactions"
             )
+    return lines
+
+
+def skipped_lines(sets: list[SetReport]) -> list[str]:
+    return [f"{scenario}/{report.name}: skipped: {reason}"
+            for report in sets for scenario, reason in report.skipped.items()]
+
+
+def change_number_lines(sets: list[SetReport]) -> list[str]:
+    lines = []
+    for report in sets:
+        c = report.change_numbers
+        if not c:
+            continue
+        lines.append(
+            f"  {report.name}: users at change numbers {c['latest_min']:,}-{c['latest_max']:,};"
+            f" changes: a cursor at the user's latest change (nothing new); changes100: "
+            f"{CHANGES_BEHIND} task changes back, answers of {c['changes100_tasks_min']}-"
+            f"{c['changes100_tasks_max']} tasks"
+        )
     return lines
 
 
@@ -328,6 +355,88 @@ def targets(rows: list[Row], sets: list[SetReport]) -> list[Target]:
     return result
 
 
+# ------------------------------------------------------------ issue 15's targets
+
+
+@dataclass(frozen=True)
+class SameRunTarget:
+    """`scenario`'s throughput at least `threshold` times `base`'s, same set and connections.
+    A request of `scenario` carries `per_request` items (batch: its creates), counted in
+    its throughput: tasks/s against the creates' req/s."""
+
+    scenario: str
+    base: str
+    threshold: float
+    target: str
+    per_request: int = 1
+
+
+ISSUE_15_TARGETS = (
+    SameRunTarget("poll", "list", 3.0,
+                  "poll / list >= 3 (req/s; a 304 poll at most 30% of a list request's CPU)"),
+    SameRunTarget("changes", "get", 1.0, "changes (nothing new) / get >= 1 (req/s)"),
+    SameRunTarget("changes100", "list", 1 / 1.2,
+                  "changes100 / list >= 1/1.2 = 0.83 (req/s; 100 changes cost at most 1.2x a "
+                  "list page)"),
+    SameRunTarget("batch", "create", 10.0,
+                  f"batch tasks/s (req/s x {BATCH_SIZE}) / create req/s >= 10", BATCH_SIZE),
+)
+
+
+def _service_figures(row: Row) -> tuple[float, float | None, str]:
+    """A row's req/s and server CPU per request, as the mean of the service's runs (list and
+    get have one per round with the floor), and how many runs that is."""
+    runs = row.service_runs
+    cpu = [run.server_cpu_us for run in runs if run.server_cpu_us is not None]
+    return (mean(run.rps for run in runs), mean(cpu) if cpu else None,
+            f" (mean of {len(runs)} runs)" if len(runs) > 1 else "")
+
+
+def same_run_target(goal: SameRunTarget, rows: list[Row], sets: list[SetReport]) -> Target:
+    """At every connection count both scenarios ran, in each set: met if all are. A row's
+    figures are the mean of the service's runs (list and get alternate with the floor). Each
+    part also gives the server's CPU per item against the base's per request: the cost
+    ratio, which the target bounds too (at most 1 / threshold)."""
+    values, parts = [], []
+    for report in sets:
+        by_connections = {
+            (row.wrk.scenario, row.wrk.connections): row
+            for row in rows if row.set == report.name and not row.high_concurrency
+        }
+        for (scenario, connections), row in sorted(by_connections.items()):
+            base_row = by_connections.get((goal.base, connections))
+            if scenario != goal.scenario or base_row is None:
+                continue
+            rps, cpu_us, runs = _service_figures(row)
+            base_rps, base_cpu_us, base_runs = _service_figures(base_row)
+            if not base_rps:
+                continue
+            value = rps * goal.per_request / base_rps
+            values.append(value)
+            per_item = cpu_us / goal.per_request if cpu_us is not None else None
+            cost = (f"; server CPU {per_item:,.0f} vs {base_cpu_us:,.0f} us = "
+                    f"{per_item / base_cpu_us:.2f}x"
+                    if per_item is not None and base_cpu_us else "")
+            throughput = (f"{rps:,.1f} req/s x {goal.per_request} = "
+                          f"{rps * goal.per_request:,.0f} tasks/s"
+                          if goal.per_request > 1 else f"{rps:,.1f} req/s")
+            parts.append(f"{report.name}/{connections} {value:.2f} ({goal.scenario} "
+                         f"{throughput}{runs} vs {goal.base} {base_rps:,.1f} req/s"
+                         f"{base_runs}{cost})")
+    skipped = [f"{report.name}: skipped, {report.skipped[goal.scenario]}"
+               for report in sets if goal.scenario in report.skipped]
+    return Target(
+        goal.target,
+        "; ".join(parts + skipped) or f"{goal.scenario} or {goal.base} not run",
+        _all_met(values, goal.threshold) if not skipped else None,
+    )
+
+
+def issue_15_targets(rows: list[Row], sets: list[SetReport]) -> list[Target]:
+    """One line per target of issue 15 ("Targets (bench, same run, ratios)")."""
+    return [same_run_target(goal, rows, sets) for goal in ISSUE_15_TARGETS]
+
+
 def target_lines(found: list[Target]) -> list[str]:
     width = max((len(t.verdict) for t in found), default=0)
     return [f"  {t.verdict.ljust(width)}  {t.target}: {t.measured}" for t in found]
@@ -339,7 +448,7 @@ def print_report(
     print("\n".join(header), file=out)
     print(file=out)
     print(table(rows), file=out)
-    extra = notes(rows)
+    extra = notes(rows) + skipped_lines(sets)
     if extra:
         print("\nNotes:", file=out)
         print("\n".join(f"  {line}" for line in extra), file=out)
@@ -356,8 +465,17 @@ def print_report(
     if memory:
         print("Worker memory right after each high-concurrency run (VmRSS):", file=out)
         print("\n".join(memory), file=out)
+    changes = change_number_lines(sets)
+    if changes:
+        print("\nThe changes feed's cursors (computed when the data file was written, before "
+              "any write of the run):", file=out)
+        print("\n".join(changes), file=out)
     print("\nTargets (issue 11):", file=out)
     print("\n".join(target_lines(targets(rows, sets))), file=out)
+    print("\nTargets (issue 15; same set and connections, met if at every connection count "
+          "both ran; list and get: the mean of the service's runs; server CPU = gunicorn's "
+          "CPU time per request, per task for batch):", file=out)
+    print("\n".join(target_lines(issue_15_targets(rows, sets))), file=out)
 
 
 def write_json(
@@ -368,6 +486,8 @@ def write_json(
         "sets": [vars(report) for report in sets],
         "results": [row.as_dict() for row in rows],
         "targets": [{**asdict(t), "verdict": t.verdict} for t in targets(rows, sets)],
+        "targets_issue_15": [{**asdict(t), "verdict": t.verdict}
+                             for t in issue_15_targets(rows, sets)],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")

@@ -13,6 +13,11 @@ the data imitates real use:
 - created_at spread over the last year, updated_at after it for 60 % of the tasks, and rows
   inserted in created_at order, so a user's tasks are scattered over the table as in real life.
 
+The seed inserts with triggers off (replication role), so it sets what they keep itself: the
+counts (migration 0005) and the change numbers of the changes feed (0006), numbered per user in
+`updated_at` order as the migration numbers existing tasks: a user's latest change number is
+its task count (200 on `small`), the `changes*` scenarios' cursors are made of it.
+
 A marker table `bench.seed` records what was seeded and when; `--keep` reuses a database whose
 marker matches the data set, after deleting the tasks earlier runs created through the API.
 """
@@ -35,8 +40,9 @@ from bench import pg
 from bench.datasets import USER_PREFIX, DataSet, task_id, task_id_sql
 
 ROOT = Path(__file__).resolve().parent.parent
-# 2: tasks carry their tag names (migration 0004); 3: users and tags carry counts (0005)
-SEED_VERSION = 3
+# 2: tasks carry their tag names (migration 0004); 3: users and tags carry counts (0005);
+# 4: tasks and users carry change numbers (0006; version 3 left them all 0: triggers off)
+SEED_VERSION = 4
 
 VOCABULARY = [
     "work", "home", "errands", "health", "finance", "family", "shopping", "school",
@@ -149,10 +155,12 @@ def _session(database_url: str) -> psycopg2.extensions.connection:
     return connection
 
 
-# The seed runs with triggers off (replication role), so it sets the counts they keep.
+# The seed runs with triggers off (replication role), so it sets the counts they keep, and
+# each user's latest change number (the tasks' own are numbered as they are inserted).
 COUNTS_SQL = """
-UPDATE users SET task_count = counted.tasks
-FROM (SELECT user_id, count(*) AS tasks FROM tasks GROUP BY user_id) AS counted
+UPDATE users SET task_count = counted.tasks, change_number = counted.latest
+FROM (SELECT user_id, count(*) AS tasks, max(change_number) AS latest
+      FROM tasks GROUP BY user_id) AS counted
 WHERE counted.user_id = users.id;
 UPDATE tags SET usage_count = counted.links
 FROM (SELECT tag_id, count(*) AS links FROM task_tags GROUP BY tag_id) AS counted
@@ -302,12 +310,15 @@ JOIN bench_tag_rank r ON r.user_id = t.user_id AND r.rank = (t.start + k) %% %(p
 """
 
 # In created_at order, as the service would have written them; tag names sorted as the API
-# shows them (migration 0004 sorts existing tasks' names the same way).
+# shows them (migration 0004 sorts existing tasks' names the same way); change numbers 1..n
+# per user in updated_at order (as migration 0006 numbers existing tasks), given in the insert
+# so the rows are written once, in the same place as before they had one.
 TASKS_WITH_TAG_NAMES_SQL = """
 INSERT INTO tasks (id, user_id, title, description, completed, priority, due_date,
-                   created_at, updated_at, tag_names)
+                   created_at, updated_at, tag_names, change_number)
 SELECT t.id, t.user_id, t.title, t.description, t.completed, t.priority, t.due_date,
-       t.created_at, t.updated_at, coalesce(named.names, '[]'::json)
+       t.created_at, t.updated_at, coalesce(named.names, '[]'::json),
+       row_number() OVER (PARTITION BY t.user_id ORDER BY t.updated_at, t.id)
 FROM bench_tasks AS t
 LEFT JOIN (
     SELECT l.task_id,
@@ -370,17 +381,59 @@ def _matching_marker(database_url: str, dataset: DataSet) -> datetime | None:
 def _reset(database_url: str, seeded_at: datetime) -> int:
     """Delete the tasks earlier runs created through the API (seeded ones predate the marker),
     so repeated runs see the same amount of data. Edits of seeded tasks stay."""
+    return delete_created(database_url, seeded_at)
+
+
+def delete_created(database_url: str, since: datetime) -> int:
+    """Delete the tasks created after `since` (the service's clock, this machine's), and
+    every tombstone: the seed makes none, so they are all of tasks the bench created and
+    deleted. The deletions' triggers keep the counts (task and tag usage) and move each
+    user's change number on; their tombstones would otherwise pile up run after run, and
+    be part of the next run's `changes100` answers instead of tasks (no bench client holds
+    a cursor across runs, so forgetting them loses nothing)."""
     connection = pg.connect(database_url)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SET statement_timeout = 0")
-            cursor.execute("DELETE FROM tasks WHERE created_at > %s", (seeded_at,))
+            cursor.execute("DELETE FROM tasks WHERE created_at > %s", (since,))
             deleted = cursor.rowcount
-            if deleted:
-                cursor.execute("VACUUM (ANALYZE) tasks, task_tags")
+            cursor.execute("DELETE FROM task_tombstones")
+            if deleted or cursor.rowcount:
+                cursor.execute("VACUUM (ANALYZE) users, tags, tasks, task_tags, task_tombstones")
     finally:
         connection.close()
     return int(deleted)
+
+
+@dataclass(frozen=True)
+class ChangePosition:
+    """Where a user's changes feed stands (what the `changes*` scenarios' cursors are made of)."""
+
+    latest: int  # users.change_number: the user's latest change
+    behind: int  # the change number with `tasks_after` task changes after it
+    tasks_after: int  # as many as asked, or every task of a user with fewer (behind = 0)
+
+
+def change_positions(database_url: str, behind: int) -> dict[int, ChangePosition]:
+    """Each user's latest change number, and the change number `behind` task changes before
+    it: the number of the user's task changed `behind + 1`-th most recently. Counted in
+    tasks, not numbers, so the answer is `behind` tasks even where deletions (of tasks the
+    bench created, their tombstones purged) left gaps in the numbers."""
+    connection = pg.connect(database_url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT substr(u.id, length(%(prefix)s) + 1)::int, u.change_number,"
+                " coalesce((SELECT t.change_number FROM tasks AS t WHERE t.user_id = u.id"
+                "           ORDER BY t.change_number DESC OFFSET %(behind)s LIMIT 1), 0),"
+                " least(u.task_count, %(behind)s)"
+                " FROM users AS u WHERE u.id LIKE %(pattern)s",
+                {"prefix": USER_PREFIX, "behind": behind, "pattern": USER_PREFIX + "%"},
+            )
+            return {int(number): ChangePosition(int(latest), int(back), int(after))
+                    for number, latest, back, after in cursor.fetchall()}
+    finally:
+        connection.close()
 
 
 def _check_ids(database_url: str, dataset: DataSet) -> None:

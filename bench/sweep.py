@@ -83,7 +83,8 @@ def measure(args: argparse.Namespace) -> list[Point]:
     args.results_dir.mkdir(parents=True, exist_ok=True)
     data_path = args.results_dir / f"data-{dataset.name}.lua"
     wrk.write_data_file(data_path, dataset, wrk.make_tokens(secret, dataset.users),
-                        seed.user_tag_names(url))
+                        seed.user_tag_names(url),
+                        wrk.user_cursors(seed.change_positions(url, wrk.CHANGES_BEHIND)))
     points = []
     for replicas in args.replicas:
         progress(f"{replicas} replica(s) behind nginx")

@@ -1,8 +1,10 @@
 """The benchmark harness still runs: `python -m bench --smoke` end to end, seconds long.
 
 Nothing about speed is asserted: only that every part of the report is there (the floor
-comparison, the high-concurrency runs, the targets). It needs PostgreSQL (the test server) and wrk; without them
-the test is skipped with the reason, except under CI=true, where that is a failure.
+comparison, the high-concurrency runs, the targets of issues 11 and 15). `batch` runs when the
+service has the batch endpoint; without it the report says it was skipped, and why. It needs
+PostgreSQL (the test server) and wrk; without them the test is skipped with the reason, except
+under CI=true, where that is a failure.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
     table = result.stdout
     for column in ("scenario", "pgbench tps", "ratio", "floor req/s", "svc/floor"):
         assert column in table, table
-    for scenario in SCENARIOS:
+    skipped = re.search(r"^  batch/small: skipped: the service has no batch endpoint", table,
+                        re.MULTILINE)
+    ran = [scenario for scenario in SCENARIOS if not (skipped and scenario == "batch")]
+    for scenario in ran:
         assert re.search(rf"^{scenario}\s+small\s+4\s+[\d,.]+", table, re.MULTILINE), table
     assert "Peak RSS per gunicorn worker" in table
     assert re.search(r"small, after users at 64 connections: worker \d+ [\d.]+ MB", table), table
@@ -82,9 +87,23 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
         assert re.search(rf"^  (met|NOT met|n/a)\s+{re.escape(target)}", targets,
                          re.MULTILINE), targets
 
+    # One line per target of issue 15, each with a verdict (batch's n/a only when skipped).
+    targets = table[table.index("Targets (issue 15"):]
+    for target in ("poll / list >= 3", "changes (nothing new) / get >= 1",
+                   "changes100 / list >= 1/1.2", "batch tasks/s (req/s x 50) / create req/s"):
+        assert re.search(rf"^  (met|NOT met|n/a)\s+{re.escape(target)}", targets,
+                         re.MULTILINE), targets
+    # The changes feed's cursors stand where the seed left them (smoke: 50 tasks per user).
+    assert "small: users at change numbers 50-50;" in table, table
+
     document = json.loads((tmp_path / "out.json").read_text())
     results = document["results"]
-    assert {row["scenario"] for row in results} == {*SCENARIOS, "users"}
+    assert {row["scenario"] for row in results} == {*ran, "users"}
+    by_scenario = {row["scenario"]: row for row in results if row["connections"] == 4}
+    # A poll is answered 304 (anything else counts as an error).
+    assert set(by_scenario["poll"]["statuses"]) == {"304"}, by_scenario["poll"]
+    assert by_scenario["poll"]["error_count"] == 0
+    assert all(row["server_cpu_us_per_request"] for row in results)
     users = [row for row in results if row["scenario"] == "users"]
     assert [row["connections"] for row in users] == [32, 64]
     assert all(row["requests"] > 0 and row["error_count"] == 0 for row in users)
@@ -98,6 +117,13 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
             assert row["floor"] is None
     assert len(document["targets"]) == 8
     assert {target["verdict"] for target in document["targets"]} <= {"met", "NOT met"}
+    verdicts = [target["verdict"] for target in document["targets_issue_15"]]
+    assert len(verdicts) == 4 and set(verdicts[:3]) <= {"met", "NOT met"}, verdicts
+    assert verdicts[3] in (("n/a",) if skipped else ("met", "NOT met")), verdicts
+    assert document["sets"][0]["change_numbers"] == {
+        "latest_min": 50, "latest_max": 50, "changes100_tasks_min": 50,
+        "changes100_tasks_max": 50,
+    }
     if find_pgbench() is not None:
         # list and get carry a pgbench figure and a ratio.
         compared = [row for row in results if row["scenario"] in ("list", "get")]

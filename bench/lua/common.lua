@@ -2,7 +2,8 @@
 -- summary line `done()` prints for bench/wrk.py.
 --
 -- BENCH_DATA names the data file bench/wrk.py generates for the run: the user count, tasks
--- per user, the seeded-id formula's constants, one token and the tag names of each user.
+-- per user, the seeded-id formula's constants, the batch size, and each user's token, tag
+-- names and changes-feed cursors (at the user's latest change, and 100 task changes back).
 -- Every request picks a random user; get/update/toggle pick one of that user's seeded
 -- tasks, named by the same formula the seeding and pgbench use (bench/datasets.py).
 
@@ -69,6 +70,12 @@ local function due_date()
   return '"' .. os.date("!%Y-%m-%d", os.time() + math.random(-60, 60) * 86400) .. '"'
 end
 
+-- A create's body: title, priority, due date, 0-3 of the user's tags.
+local function create_body(u)
+  return string.format('{"title":"%s","priority":"%s","due_date":%s,"tags":%s}',
+                       title(), pick(PRIORITIES), due_date(), tag_array(u, math.random(0, 3)))
+end
+
 local builders = {}
 
 function builders.list()
@@ -93,12 +100,42 @@ function builders.tags()
   return wrk.format("GET", user_path(u) .. "/tags", headers(u))
 end
 
+-- The list again, as a client that already has it polls: `If-None-Match: *` matches any
+-- current list, so the service answers 304 from the user's change number alone.
+function builders.poll()
+  local u = random_user()
+  local h = headers(u)
+  h["If-None-Match"] = "*"
+  return wrk.format("GET", user_path(u) .. "/tasks", h)
+end
+
+-- The changes feed at the user's latest change: nothing new (an empty answer).
+function builders.changes()
+  local u = random_user()
+  return wrk.format("GET", user_path(u) .. "/changes?cursor=" .. data.cursors[u], headers(u))
+end
+
+-- The changes feed 100 task changes back: an answer of 100 tasks.
+function builders.changes100()
+  local u = random_user()
+  return wrk.format("GET", user_path(u) .. "/changes?cursor=" .. data.cursors_behind[u],
+                    headers(u))
+end
+
 function builders.create()
   local u = random_user()
-  local body = string.format(
-    '{"title":"%s","priority":"%s","due_date":%s,"tags":%s}',
-    title(), pick(PRIORITIES), due_date(), tag_array(u, math.random(0, 3)))
-  return wrk.format("POST", user_path(u) .. "/tasks", headers(u, true), body)
+  return wrk.format("POST", user_path(u) .. "/tasks", headers(u, true), create_body(u))
+end
+
+-- `batch_size` creates in one batch, each body like `create`'s.
+function builders.batch()
+  local u = random_user()
+  local operations = {}
+  for k = 1, data.batch_size do
+    operations[k] = '{"op":"create","task":' .. create_body(u) .. '}'
+  end
+  return wrk.format("POST", user_path(u) .. "/tasks/batch", headers(u, true),
+                    '{"operations":[' .. table.concat(operations, ",") .. ']}')
 end
 
 function builders.update()
@@ -114,11 +151,16 @@ function builders.toggle()
                     headers(u))
 end
 
+-- The status a scenario's requests must get, where it is not any 2xx; any other counts as
+-- an error (`unexpected`). A poll answered 200 did not measure what `poll` is for.
+local EXPECTED = { poll = 304 }
+
 bench = {}
 
 -- A request() that always sends operation `name`.
 function bench.only(name)
   local build = builders[name]
+  expected_status = EXPECTED[name]
   return function()
     sent[name] = (sent[name] or 0) + 1
     return build()
@@ -155,12 +197,15 @@ end
 
 function init(args)
   math.randomseed(os.time() * 1000 + thread_number * 7919)
-  statuses, sent, non2xx = {}, {}, 0
+  statuses, sent, non2xx, unexpected = {}, {}, 0, 0
 end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
-  if status < 200 or status > 299 then non2xx = non2xx + 1 end
+  local success = status >= 200 and status <= 299
+  if not success then non2xx = non2xx + 1 end
+  if expected_status then success = status == expected_status end
+  if not success then unexpected = unexpected + 1 end
 end
 
 local function json_counts(counts)
@@ -176,20 +221,22 @@ local function add_counts(total, counts)
 end
 
 function done(summary, latency, requests)
-  local all_statuses, all_sent, all_non2xx = {}, {}, 0
+  local all_statuses, all_sent, all_non2xx, all_unexpected = {}, {}, 0, 0
   for _, thread in ipairs(threads) do
     add_counts(all_statuses, thread:get("statuses"))
     add_counts(all_sent, thread:get("sent"))
     all_non2xx = all_non2xx + (thread:get("non2xx") or 0)
+    all_unexpected = all_unexpected + (thread:get("unexpected") or 0)
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"p50_us":%d,"p95_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,' ..
     '"connect":%d,"read":%d,"write":%d,"timeout":%d,"status":%d,"non2xx":%d,' ..
-    '"statuses":%s,"sent":%s}\n',
+    '"unexpected":%d,"expected":%s,"statuses":%s,"sent":%s}\n',
     summary.requests, summary.duration, summary.bytes,
     latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max,
     latency.mean, e.connect, e.read, e.write, e.timeout, e.status, all_non2xx,
+    all_unexpected, expected_status and tostring(expected_status) or "null",
     json_counts(all_statuses), json_counts(all_sent)))
 end
