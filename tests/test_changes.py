@@ -4,6 +4,7 @@ HTTP, as a phone or a laptop keeping a copy of the tasks uses them."""
 from __future__ import annotations
 
 import base64
+import re
 import random
 import threading
 from typing import Any
@@ -89,7 +90,8 @@ def test_after_a_cursor_each_write_is_seen_once_in_its_latest_state(client: Flas
     assert [task["id"] for task in tasks] == [edited["id"], fresh["id"]]
     assert tasks[0] == listed(client)[edited["id"]]  # the latest state, once
     assert [item["id"] for item in deleted] == [removed["id"], flash["id"]]
-    assert all(item["deleted_at"].endswith("Z") for item in deleted)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", item["deleted_at"])
+               for item in deleted)
     assert kept["id"] not in {task["id"] for task in tasks}
     assert follow(client, cursor)[:2] == ([], [])  # nothing new: nothing again
 

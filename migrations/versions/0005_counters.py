@@ -100,6 +100,14 @@ TRIGGER_NAMES = {
 }
 
 
+def count_triggers(dialect: str) -> list[str]:
+    """The statements that create the count of each user's tasks (migration 0006 replaces
+    it, and creates it again when downgraded)."""
+    if dialect == "postgresql":
+        return POSTGRESQL_TRIGGERS[:2]
+    return SQLITE_TRIGGERS[:2]
+
+
 def upgrade() -> None:
     for table, column, constraint in (
         ("users", "task_count", "task_count_not_negative"),
