@@ -83,8 +83,8 @@ class User(Base):
 
     id: Mapped[str] = mapped_column(String(USER_ID_MAX), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
-    # The user's tasks, counted by the triggers on `tasks` (migrations 0005, 0006): the per-user task
-    # limit reads one row instead of counting the user's tasks.
+    # The user's tasks, counted by the triggers on `tasks` (migrations 0005, 0006): the
+    # per-user task limit reads one row instead of counting the user's tasks.
     task_count: Mapped[int] = mapped_column(server_default=text("0"))
     # The number of the user's latest change: every insert, update and delete of one of the
     # user's tasks takes the next one, in the writing transaction (triggers, migration 0006).
