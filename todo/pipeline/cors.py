@@ -24,8 +24,9 @@ def setup(app: Flask) -> None:
     app.extensions[OPTIONS_KEY] = get_cors_options(app, {
         "origins": app.config["ALLOWED_ORIGINS"],
         "supports_credentials": True,
-        "allow_headers": ["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
-        "expose_headers": ["Location", "ETag", "X-Request-ID"],
+        "allow_headers": ["Authorization", "Content-Type", "If-Match", "X-Request-ID",
+                          "Idempotency-Key"],
+        "expose_headers": ["Location", "ETag", "X-Request-ID", "Idempotent-Replayed"],
         "max_age": 600,
         "vary_header": True,
         "always_send": False,  # no CORS headers on requests without an Origin
