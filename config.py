@@ -149,6 +149,24 @@ def _check_production(config: Mapping[str, Any]) -> None:
         )
 
 
+def _check_idempotency(config: Mapping[str, Any]) -> None:
+    """An in-flight claim may be retaken once it is older than any request can run: its
+    statement timeout, at the least (a write sends up to three statements, each with the
+    timeout), and within the key's time to live."""
+    abandoned: int = config["IDEMPOTENCY_ABANDONED_AFTER_SECONDS"]
+    statement_timeout_seconds = config["DB_STATEMENT_TIMEOUT_MS"] / 1000
+    if abandoned <= statement_timeout_seconds:
+        raise ConfigError(
+            f"IDEMPOTENCY_ABANDONED_AFTER_SECONDS must be longer than a request can run, so"
+            f" more than DB_STATEMENT_TIMEOUT_MS ({statement_timeout_seconds:g} s); got {abandoned}"
+        )
+    if abandoned >= config["IDEMPOTENCY_TTL_HOURS"] * 3600:
+        raise ConfigError(
+            "IDEMPOTENCY_ABANDONED_AFTER_SECONDS must be shorter than IDEMPOTENCY_TTL_HOURS;"
+            f" got {abandoned} s and {config['IDEMPOTENCY_TTL_HOURS']} h"
+        )
+
+
 def check_server_processes(config: Mapping[str, Any], processes: int) -> None:
     """Refuse, in production, settings that only hold within one process when `processes`
     serve the app (gunicorn's workers). Called by gunicorn.conf.py before any worker starts."""
@@ -220,6 +238,12 @@ def load_config(
         "MAX_CONTENT_LENGTH": _int_setting(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
         "MAX_TASKS_PER_USER": _int_setting(env, "MAX_TASKS_PER_USER", 10_000, minimum=1),
         "MAX_TAGS_PER_USER": _int_setting(env, "MAX_TAGS_PER_USER", 500, minimum=1),
+        # Idempotent retries (todo/pipeline/idempotency.py): how long a kept response is
+        # replayed, and after how long a claim still in flight counts as abandoned.
+        "IDEMPOTENCY_TTL_HOURS": _int_setting(env, "IDEMPOTENCY_TTL_HOURS", 24, minimum=1),
+        "IDEMPOTENCY_ABANDONED_AFTER_SECONDS": _int_setting(
+            env, "IDEMPOTENCY_ABANDONED_AFTER_SECONDS", 60, minimum=1
+        ),
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "true").strip().lower() != "false",
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://").strip(),
         "RATELIMIT_ALLOW_PER_PROCESS": _bool_setting(env, "RATELIMIT_ALLOW_PER_PROCESS", False),
@@ -236,6 +260,7 @@ def load_config(
         .strip()
         .lower(),
     }
+    _check_idempotency(config)
     if name == "production":
         try:
             _check_production(config)

@@ -37,7 +37,7 @@ from todo.extensions import db
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-TABLES = ("task_tags", "tags", "tasks", "users")
+TABLES = ("task_tags", "tags", "tasks", "task_tombstones", "users", "idempotency_keys")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

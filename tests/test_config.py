@@ -79,6 +79,27 @@ def test_malformed_numbers_are_refused_by_name(name, value):
         load_config("testing", environ={name: value, "DATABASE_URL": "postgresql://u@h/db"})
 
 
+def test_idempotency_defaults():
+    config = load_config("testing", environ={"DATABASE_URL": "postgresql://u@h/db"})
+    assert config["IDEMPOTENCY_TTL_HOURS"] == 24
+    assert config["IDEMPOTENCY_ABANDONED_AFTER_SECONDS"] == 60
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"IDEMPOTENCY_TTL_HOURS": "0"}, "IDEMPOTENCY_TTL_HOURS must be at least 1"),
+    ({"IDEMPOTENCY_TTL_HOURS": "a day"}, "IDEMPOTENCY_TTL_HOURS must be an integer"),
+    # Not longer than a request can run: a live request's key could be taken over.
+    ({"IDEMPOTENCY_ABANDONED_AFTER_SECONDS": "5"}, "more than DB_STATEMENT_TIMEOUT_MS"),
+    ({"IDEMPOTENCY_ABANDONED_AFTER_SECONDS": "30", "DB_STATEMENT_TIMEOUT_MS": "30000"},
+     "IDEMPOTENCY_ABANDONED_AFTER_SECONDS must be longer than a request can run"),
+    ({"IDEMPOTENCY_ABANDONED_AFTER_SECONDS": "3600", "IDEMPOTENCY_TTL_HOURS": "1"},
+     "shorter than IDEMPOTENCY_TTL_HOURS"),
+])
+def test_idempotency_settings_are_checked(environ, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("testing", environ={"DATABASE_URL": "postgresql://u@h/db", **environ})
+
+
 class TestProduction:
     def base(self, **environ: str) -> dict[str, str]:
         return {"DATABASE_URL": "postgresql://u@h/db", **environ}

@@ -43,10 +43,16 @@ def test_errors_are_documented_as_problem_json_and_400_not_422(spec):
         content = responses[name]["content"]
         assert list(content) == ["application/problem+json"]
         assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    # Validation is 400; 422 is only the Idempotency-Key used for another request, on the
+    # operations that take one (tests/test_idempotency.py).
     for path in spec["paths"].values():
         for operation in path.values():
             if isinstance(operation, dict) and "responses" in operation:
-                assert "422" not in operation["responses"]
+                takes_key = any(parameter.get("name") == "Idempotency-Key"
+                                for parameter in operation.get("parameters", []))
+                assert ("422" in operation["responses"]) is takes_key
+    unprocessable = responses["UNPROCESSABLE_ENTITY"]["content"]["application/problem+json"]
+    assert "Idempotency-Key" in unprocessable["example"]["detail"]
     create = spec["paths"]["/api/{user_id}/tasks"]["post"]["responses"]
     assert create["400"] == {"$ref": "#/components/responses/BAD_REQUEST"}
     assert set(create["201"]["headers"]) >= {"Location", "ETag"}

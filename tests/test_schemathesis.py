@@ -20,6 +20,11 @@ Configuration, all in the `schemathesis.toml` this test writes (no check is excl
   `If-Match` that is not the task's current ETag is 412 as API.md requires, and no schema
   can tell a current ETag from a stale one, so generated If-Match values are schema-valid and
   almost always stale. Every other default expectation stays.
+- A schema-valid `Idempotency-Key` is replaced by a fresh UUID just before each request is
+  sent (a `before_call` hook), as a real client uses one key per request: schemathesis
+  would otherwise send the same few keys (the documented example, `0`, `!`) with every
+  operation, and the service would rightly answer most writes 422 (the key used for another
+  request) or replay them. Malformed keys are sent as generated (400 expected).
 - Any schemathesis warning (unsupported pattern, unused auth, ...) fails the run.
 """
 
@@ -51,6 +56,8 @@ PHASES = ("examples", "coverage", "fuzzing", "stateful")
 RUN_TIMEOUT_SECONDS = 600
 
 CONFIG = """\
+hooks = {hooks_file}
+
 [parameters]
 "path.user_id" = {owner}
 
@@ -74,6 +81,22 @@ include-operation-id = ["putTask", "patchTask", "deleteTask"]
 checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", 401, 403, 404, 409, 412, 429, "5xx",
 ]
+"""
+
+HOOKS = """\
+import re
+import uuid
+
+import schemathesis
+
+VALID_KEY = re.compile(r"[!-~]{1,255}")
+
+
+@schemathesis.hook
+def before_call(context, case, **kwargs):
+    key = (case.headers or {}).get("Idempotency-Key")
+    if isinstance(key, str) and VALID_KEY.fullmatch(key):
+        case.headers["Idempotency-Key"] = str(uuid.uuid4())
 """
 
 
@@ -104,9 +127,12 @@ def write_config(directory: Path) -> Path:
 
     auth_file = directory / "auth.json"
     auth_file.write_text(json.dumps({"auth": [identity("owner", OWNER), identity("peer", PEER)]}))
+    hooks_file = directory / "hooks.py"
+    hooks_file.write_text(HOOKS)
     config = directory / "schemathesis.toml"
     # JSON strings are valid TOML basic strings.
-    config.write_text(CONFIG.format(owner=json.dumps(OWNER), auth_file=json.dumps(str(auth_file))))
+    config.write_text(CONFIG.format(owner=json.dumps(OWNER), auth_file=json.dumps(str(auth_file)),
+                                    hooks_file=json.dumps(str(hooks_file))))
     return config
 
 

@@ -1,10 +1,12 @@
 """`flask` commands beside `db upgrade`: `token create` (a token like the frontend sends),
-`demo-data` (tasks to try the UI with) and `check` (is this deployment ready)."""
+`demo-data` (tasks to try the UI with), `check` (is this deployment ready) and `purge`
+(expired sync data)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import click
@@ -152,6 +154,34 @@ def check_command() -> None:
     click.echo("ok")
 
 
+def purge_idempotency_keys() -> int:
+    """Kept idempotent responses (and abandoned claims) older than IDEMPOTENCY_TTL_HOURS."""
+    from todo.pipeline import idempotency
+
+    return idempotency.purge_expired()
+
+
+# Each kind of expired sync data, with the function that deletes it and returns how many
+# rows went. `flask purge` runs them all, in this order.
+EXPIRED_SYNC_DATA: list[tuple[str, Callable[[], int]]] = [
+    ("idempotency keys", purge_idempotency_keys),
+]
+
+
+@click.command("purge")
+@with_appcontext
+def purge_command() -> None:
+    """Delete expired sync data: kept idempotent responses older than IDEMPOTENCY_TTL_HOURS.
+    Requests purge a little of their own user's as they go; run this from cron (hourly, say)
+    for the users who stopped sending requests."""
+    current, head = _migration_state()
+    if current != head:
+        raise click.ClickException("the database is not migrated; run `flask db upgrade`")
+    for kind, purge in EXPIRED_SYNC_DATA:
+        count = purge()
+        click.echo(f"{kind}: {count} expired deleted")
+
+
 def _migration_state() -> tuple[str | None, str | None]:
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -174,3 +204,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(token_cli)
     app.cli.add_command(demo_data_command)
     app.cli.add_command(check_command)
+    app.cli.add_command(purge_command)

@@ -190,10 +190,35 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "description": "Makes retrying this request safe: the first request with a key runs, and "
+    "its success response is kept for `IDEMPOTENCY_TTL_HOURS` (default 24); the same request "
+    "again with the key gets that response (with `Idempotent-Replayed: true`) and runs "
+    "nothing. 409 while the first is still running, 422 if the key was used for a different "
+    "method, path or body. A request that fails (4xx, 5xx) keeps nothing: its retry runs "
+    "again. Keys are per user; use a new one (e.g. a UUID) for each new request.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "example": "0b6a4a0e-4c54-4f4e-9d67-3c0f8f6d2d1e",
+}
+IDEMPOTENT_REPLAYED_HEADER = "IDEMPOTENT_REPLAYED"
+# Operations that take `Idempotency-Key` (todo/pipeline/idempotency.py): the unsafe methods
+# of the paths under /api/{user_id}.
+IDEMPOTENT_METHODS = frozenset({"post", "put", "patch", "delete"})
+IDEMPOTENT_PATHS = "/api/{user_id}"
+# What a key can add to an operation's answers: 400 a malformed key, 409 its first request
+# still in flight, 422 the key used for another request.
+IDEMPOTENCY_ERRORS = (400, 409, 422)
+
+
 class ProblemDocumentationPlugin(apispec.BasePlugin):
     """Documents the service's errors as it sends them: every error response flask-smorest
     registers (one per HTTP status, lazily, with `ProblemSchema`) as `application/problem+json`
-    with the headers that status carries; and `X-Request-ID` on every response."""
+    with the headers that status carries; `X-Request-ID` on every response; and on every
+    unsafe operation under /api/{user_id}, the optional `Idempotency-Key`, its errors and
+    `Idempotent-Replayed` on the success response."""
 
     def init_spec(self, spec: apispec.APISpec) -> None:
         spec.components.header(
@@ -203,6 +228,15 @@ class ProblemDocumentationPlugin(apispec.BasePlugin):
                 "one, else a new one. The service's log line of the request carries it too.",
                 "required": True,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+            },
+        )
+        spec.components.header(
+            IDEMPOTENT_REPLAYED_HEADER,
+            {
+                "description": "`true` when this is the kept response of an earlier request "
+                "with the same `Idempotency-Key`, replayed (nothing ran again).",
+                "required": False,
+                "schema": {"type": "string", "enum": ["true"]},
             },
         )
 
@@ -243,11 +277,14 @@ class ProblemDocumentationPlugin(apispec.BasePlugin):
         self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         """`X-Request-ID` on the responses an operation declares inline; `If-None-Match` on
-        the operations that answer 304; query parameters that are another's alias (`tags[]`
-        for `tags`, metadata `x-alias-of`) left out."""
-        for operation in (operations or {}).values():
+        the operations that answer 304; `Idempotency-Key` where it applies; query parameters
+        that are another's alias (`tags[]` for `tags`, metadata `x-alias-of`) left out."""
+        idempotent_path = (path or "").startswith(IDEMPOTENT_PATHS)
+        for method, operation in (operations or {}).items():
             if "304" in operation.get("responses", {}):  # a conditional read
                 operation.setdefault("parameters", []).append(IF_NONE_MATCH_PARAMETER)
+            if idempotent_path and method in IDEMPOTENT_METHODS:
+                _document_idempotency(operation)
             operation["parameters"] = [
                 parameter for parameter in operation.get("parameters", [])
                 if not (isinstance(parameter, dict) and _alias_of(parameter))
@@ -271,6 +308,8 @@ EXAMPLE_DETAILS = {
     "another's); fetch the task again and retry.",
     413: "The request body exceeds the limit of 65536 bytes.",
     415: "Send the body as JSON with `Content-Type: application/json`.",
+    422: "This Idempotency-Key was used for another request (a different body); a new request "
+    "needs a new key.",
     429: "Too many requests: the limit is 120 per 1 minute. Retry after 12 s.",
     503: "The database is unavailable or too slow right now; retry shortly.",
 }
@@ -289,6 +328,24 @@ def problem_example(status: int) -> dict[str, Any]:
             "Not a valid date: use YYYY-MM-DD, e.g. 2026-12-01."
         ]}}
     return example
+
+
+def _document_idempotency(operation: dict[str, Any]) -> None:
+    """The `Idempotency-Key` parameter, its errors (after the operation's other errors, in
+    status order) and `Idempotent-Replayed` on the success responses."""
+    operation.setdefault("parameters", []).append(dict(IDEMPOTENCY_KEY_PARAMETER))
+    responses: dict[Any, Any] = operation.setdefault("responses", {})
+    for status, response in responses.items():
+        if str(status).startswith("2") and isinstance(response, dict):
+            response.setdefault("headers", {})["Idempotent-Replayed"] = IDEMPOTENT_REPLAYED_HEADER
+    # flask-smorest's keys are ints here (apispec makes them strings afterwards).
+    errors = {int(status): response for status, response in responses.items()
+              if str(status).isdigit() and int(status) >= 400}
+    for status in IDEMPOTENCY_ERRORS:
+        errors.setdefault(status, HTTPStatus(status).name)  # the shared component, by name
+    others = {status: response for status, response in responses.items()
+              if not (str(status).isdigit() and int(status) >= 400)}
+    operation["responses"] = {**dict(sorted(errors.items())), **others}
 
 
 def _alias_of(parameter: dict[str, Any]) -> Any:

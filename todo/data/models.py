@@ -1,4 +1,5 @@
-"""Tables: users, tasks, tags and the task_tags link. Typed, with no serialisation logic.
+"""Tables: users, tasks, tags, the task_tags link and the kept responses of idempotent
+retries. Typed, with no serialisation logic.
 
 Every rule that protects the data also lives in the database (lengths, priority values,
 per-user tag uniqueness, cascades), so a bug above this layer cannot store a bad row.
@@ -20,8 +21,11 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
+    LargeBinary,
+    SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
     false,
@@ -36,6 +40,7 @@ TITLE_MAX = 200
 DESCRIPTION_MAX = 1000
 TAG_NAME_MAX = 50
 USER_ID_MAX = 255
+IDEMPOTENCY_KEY_MAX = 255
 
 
 class Priority(enum.StrEnum):
@@ -193,3 +198,51 @@ class Tag(Base):
     # The tasks that use it, counted by a trigger on `task_tags` (migration 0005).
     usage_count: Mapped[int] = mapped_column(server_default=text("0"))
 
+
+
+class IdempotencyState(enum.StrEnum):
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+
+
+class IdempotencyKey(Base):
+    """One `Idempotency-Key` of one user (API.md, Idempotent retries): the request that
+    claimed it (method, target, SHA-256 of the body) and, once that request succeeded, the
+    response it got, replayed to retries (todo/pipeline/idempotency.py).
+
+    No foreign key to `users`: a key is claimed before the request's view runs, and the
+    users row is created by the user's first write, inside that view. Erasing a user deletes
+    their keys explicitly (`idempotency.ERASE_USER_KEYS`)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        CheckConstraint(f"length(key) BETWEEN 1 AND {IDEMPOTENCY_KEY_MAX}", name="key_length"),
+        CheckConstraint(
+            "state IN ({})".format(", ".join(f"'{s.value}'" for s in IdempotencyState)),
+            name="state_value",
+        ),
+        # A claim in flight keeps nothing yet; a finished one keeps a whole response.
+        CheckConstraint(
+            "(state = 'in_flight' AND status IS NULL AND headers IS NULL AND body IS NULL)"
+            " OR (state = 'done' AND status IS NOT NULL AND headers IS NOT NULL"
+            " AND body IS NOT NULL)",
+            name="response_when_done",
+        ),
+        # Expired keys of one user, oldest first: what a claim purges on the way.
+        Index("ix_idempotency_keys_user_id_created_at", "user_id", "created_at"),
+    )
+
+    user_id: Mapped[str] = mapped_column(String(USER_ID_MAX), primary_key=True)
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX), primary_key=True)
+    # The request's fingerprint: the same key with another of these is a 422.
+    method: Mapped[str] = mapped_column(String(7))
+    target: Mapped[str] = mapped_column(Text)  # path, and `?query` when there is one
+    body_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    state: Mapped[str] = mapped_column(String(9))
+    status: Mapped[int | None] = mapped_column(SmallInteger)
+    # The kept headers (`Content-Type`, `ETag`, `Location`: those the response had).
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # When the key was claimed: the claim's identity (its holder stores or releases only
+    # the row it claimed), the start of its time to live, and of an abandoned claim's wait.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

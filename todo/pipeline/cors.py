@@ -25,9 +25,10 @@ def setup(app: Flask) -> None:
         "origins": app.config["ALLOWED_ORIGINS"],
         "supports_credentials": True,
         "allow_headers": [
-            "Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID",
+            "Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key",
+            "X-Request-ID",
         ],
-        "expose_headers": ["Location", "ETag", "X-Request-ID"],
+        "expose_headers": ["Location", "ETag", "X-Request-ID", "Idempotent-Replayed"],
         "max_age": 600,
         "vary_header": True,
         "always_send": False,  # no CORS headers on requests without an Origin
