@@ -4,8 +4,8 @@ HTTP, as a phone or a laptop keeping a copy of the tasks uses them."""
 from __future__ import annotations
 
 import base64
-import re
 import random
+import re
 import threading
 from typing import Any
 
