@@ -7,6 +7,8 @@ import base64
 import random
 import re
 import threading
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import assert_problem, bearer, new_task
+from todo.data.models import TaskTombstone
 from todo.extensions import db
 
 USER = "user-a"
@@ -272,3 +275,29 @@ def test_validators_differ_between_queries_and_endpoints(client: FlaskClient) ->
     etags = {client.get(f"/api/{USER}{path}", headers=bearer(USER)).headers["ETag"]
              for path in ("/tasks", "/tasks?limit=5", "/tags", "/changes")}
     assert len(etags) == 4
+
+
+def test_flask_purge_forgets_old_deletions_and_old_cursors_get_410(
+    app: Flask, client: FlaskClient
+) -> None:
+    old, recent = new_task(client, title="old"), new_task(client, title="recent")
+    _, _, before_deletions = follow(client, None)
+    send(client, "DELETE", f"/{old['id']}")
+    _, _, between = follow(client, before_deletions)
+    send(client, "DELETE", f"/{recent['id']}")
+    new_task(client, OTHER, title="other user's")
+    with app.app_context():
+        db.session.execute(  # the first deletion happened 31 days ago
+            sa.update(TaskTombstone).where(TaskTombstone.task_id == uuid.UUID(old["id"]))
+            .values(deleted_at=datetime.now(UTC) - timedelta(days=31))
+        )
+        db.session.commit()
+
+    result = app.test_cli_runner().invoke(args=["purge"])
+
+    assert result.exit_code == 0, result.output
+    assert "tombstones: 1 expired deleted" in result.output
+    assert_problem(client.get(f"/api/{USER}/changes?cursor={before_deletions}",
+                              headers=bearer(USER)), 410)
+    _, deleted, _ = follow(client, between)  # the recent deletion is still there
+    assert [item["id"] for item in deleted] == [recent["id"]]

@@ -161,17 +161,27 @@ def purge_idempotency_keys() -> int:
     return idempotency.purge_expired()
 
 
+def purge_tombstones() -> int:
+    """Deleted tasks' tombstones older than SYNC_TOMBSTONE_DAYS; a changes cursor older than
+    the newest one purged is answered 410 from then on."""
+    from todo.changes.purge import purge_tombstones as purge
+
+    return purge(current_app.config["SYNC_TOMBSTONE_DAYS"])
+
+
 # Each kind of expired sync data, with the function that deletes it and returns how many
 # rows went. `flask purge` runs them all, in this order.
 EXPIRED_SYNC_DATA: list[tuple[str, Callable[[], int]]] = [
     ("idempotency keys", purge_idempotency_keys),
+    ("tombstones", purge_tombstones),
 ]
 
 
 @click.command("purge")
 @with_appcontext
 def purge_command() -> None:
-    """Delete expired sync data: kept idempotent responses older than IDEMPOTENCY_TTL_HOURS.
+    """Delete expired sync data: kept idempotent responses older than IDEMPOTENCY_TTL_HOURS,
+    deleted tasks' tombstones older than SYNC_TOMBSTONE_DAYS.
     Requests purge a little of their own user's as they go; run this from cron (hourly, say)
     for the users who stopped sending requests."""
     current, head = _migration_state()

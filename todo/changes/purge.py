@@ -38,3 +38,14 @@ def _purge_statements(one_user: bool) -> tuple[Update, Delete]:
 # while their row is locked anyway): mark first, then delete, in one transaction.
 PURGE_ALL = _purge_statements(one_user=False)
 PURGE_USER = _purge_statements(one_user=True)
+
+
+def purge_tombstones(days: int, now: datetime | None = None) -> int:
+    """Every user's tombstones older than `days` (`flask purge`); how many were deleted."""
+    from todo.data.database import writing
+
+    mark, forget = PURGE_ALL
+    parameters = {"cutoff": tombstone_cutoff(days, now)}
+    with writing() as tx:
+        tx.execute(mark, parameters)
+        return tx.execute(forget, parameters)
