@@ -1,8 +1,13 @@
-"""Changing tasks: create, update, complete, delete, with their tags, in one transaction each.
+"""Changing tasks: create, update, complete, delete, with their tags.
 
-Every write first upserts and locks the user's row (`lock_user`), so one user's writes apply
-one at a time: per-user limits hold exactly, a new tag is created once however many requests
-introduce it together, and `If-Match` compares against the state it is about to change.
+Each operation is a function of an open transaction (`create_in`, `update_in`, `complete_in`,
+`delete_in`): a request's own write runs one in a transaction of its own (`create_task`,
+...), a batch (todo/tasks/batch.py) runs several in one.
+
+Every transaction that writes first upserts and locks the user's row (`lock_user`), so one
+user's writes apply one at a time: per-user limits hold exactly, a new tag is created once
+however many requests introduce it together, and `If-Match` compares against the state it is
+about to change. The operations expect that lock to be taken.
 
 The database keeps the counts (migration 0005): `users.task_count` for the task limit, and
 `tags.usage_count`, whose trigger deletes a tag with its last link. So a write only links
@@ -198,6 +203,39 @@ def _new_tags(
 
 
 def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
+    with writing() as tx:
+        lock_user(tx, user_id)
+        return create_in(tx, user_id, fields)
+
+
+def update_task(
+    user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any], if_match: Any | None = None
+) -> TaskJSON:
+    with writing() as tx:
+        lock_user(tx, user_id)
+        return update_in(tx, user_id, task_id, changes, if_match)
+
+
+def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> TaskJSON:
+    with writing() as tx:
+        lock_user(tx, user_id)
+        return complete_in(tx, user_id, task_id, completed)
+
+
+def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -> None:
+    with writing() as tx:
+        lock_user(tx, user_id)
+        delete_in(tx, user_id, task_id, if_match)
+
+
+# ---------------------------------------------------------------- the operations
+# Each runs in a transaction that holds the user's lock (`lock_user`) and returns what the
+# endpoint answers, or raises a ProblemError (404, 409, 412): its changes are then undone
+# with the transaction's.
+
+
+def create_in(tx: Transaction, user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
+    """Create a task from a create body (TaskCreateSchema)."""
     limit: int = current_app.config["MAX_TASKS_PER_USER"]
     now = utc_now()
     values: dict[str, Any] = {
@@ -209,31 +247,78 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
         "updated_at": now,
     }
     wanted = {tag_key(name): name for name in fields.get("tags", [])}
-    with writing() as tx:
-        lock_user(tx, user_id)
-        if not wanted:
-            row = tx.finish(INSERT_TASK_UNDER_LIMIT, {**values, "task_limit": limit})
-            if row is None:
-                raise _task_limit_reached(limit)
-            return task_json(row)
-        counted = tx.all(TASK_COUNT_AND_TAGS, {"user_id": user_id, "keys": list(wanted)})
-        if counted[0][0] >= limit:
+    if not wanted:
+        row = tx.finish(INSERT_TASK_UNDER_LIMIT, {**values, "task_limit": limit})
+        if row is None:
             raise _task_limit_reached(limit)
-        found = {key: (tag_id, name) for _, tag_id, name, key in counted if tag_id is not None}
-        created = _new_tags(tx, user_id, wanted, found)
-        names = {key: name for key, (_, name) in found.items()} | {
-            key: wanted[key] for key in created
-        }
-        values["tag_names"] = sort_tag_names(list(names.values()))
-        tx.defer(INSERT_TASK, values)
-        for tag_id in [tag_id for tag_id, _ in found.values()] + list(created.values()):
-            tx.defer(INSERT_LINK, {"task_id": values["id"], "tag_id": tag_id})
+        return task_json(row)
+    counted = tx.all(TASK_COUNT_AND_TAGS, {"user_id": user_id, "keys": list(wanted)})
+    if counted[0][0] >= limit:
+        raise _task_limit_reached(limit)
+    found = {key: (tag_id, name) for _, tag_id, name, key in counted if tag_id is not None}
+    created = _new_tags(tx, user_id, wanted, found)
+    names = {key: name for key, (_, name) in found.items()} | {
+        key: wanted[key] for key in created
+    }
+    values["tag_names"] = sort_tag_names(list(names.values()))
+    tx.defer(INSERT_TASK, values)
+    for tag_id in [tag_id for tag_id, _ in found.values()] + list(created.values()):
+        tx.defer(INSERT_LINK, {"task_id": values["id"], "tag_id": tag_id})
     return task_json([values[column.key] for column in TASK_COLUMNS])
 
 
+def update_in(
+    tx: Transaction, user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any],
+    if_match: Any | None = None,
+) -> TaskJSON:
+    """Apply any subset of fields (TaskUpdateSchema); `tags` replaces the set. Unchanged
+    values are no change."""
+    row = _task_to_change(tx, user_id, task_id)
+    current = task_json(row)
+    _check_if_match(current, if_match)
+    stored = {
+        field.column.key: changes[field.name]
+        for field in WRITABLE_FIELDS
+        if field.name in changes and _differs(current, field.name, changes[field.name])
+    }
+    if "tags" in changes:
+        stored.update(_retag(tx, user_id, task_id, current["tags"], changes["tags"]))
+    if not stored:
+        return current
+    stored["updated_at"] = utc_now()
+    tx.defer(
+        update_task_statement(tuple(stored)),
+        {**stored, "where_task_id": task_id, "where_user_id": user_id},
+    )
+    return task_json(
+        [stored.get(column.key, value) for column, value in zip(TASK_COLUMNS, row, strict=True)]
+    )
+
+
+def complete_in(
+    tx: Transaction, user_id: str, task_id: uuid.UUID, completed: bool | None
+) -> TaskJSON:
+    """Set `completed`, or flip it when `completed` is None: one statement."""
+    row = tx.finish(SET_COMPLETION, {"task_id": task_id, "user_id": user_id,
+                                     "completed": completed, "now": utc_now()})
+    if row is None:
+        raise _not_found()
+    return task_json(row)
+
+
+def delete_in(
+    tx: Transaction, user_id: str, task_id: uuid.UUID, if_match: Any | None = None
+) -> None:
+    """Delete the task; its links go with it, and tags no other task uses with them."""
+    if if_match is not None:
+        _check_if_match(task_json(_task_to_change(tx, user_id, task_id)), if_match)
+    deleted = tx.finish(DELETE_TASK, {"task_id": task_id, "user_id": user_id})
+    if deleted is None:
+        raise _not_found()
+
+
 def _task_to_change(tx: Transaction, user_id: str, task_id: uuid.UUID) -> Row:
-    """The task's row as it is, with the user's writes locked until this transaction ends."""
-    lock_user(tx, user_id)
+    """The task's row as it is (the user's lock keeps it so until the transaction ends)."""
     row = tx.first(GET_TASK, {"task_id": task_id, "user_id": user_id})
     if row is None:
         raise _not_found()
@@ -252,33 +337,6 @@ def _check_if_match(current: TaskJSON, if_match: Any | None) -> None:
     raise ProblemError(
         412, "The task's ETag is not the one given (the task has changed since, or the ETag "
         "is another's); fetch the task again and retry."
-    )
-
-
-def update_task(
-    user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any], if_match: Any | None = None
-) -> TaskJSON:
-    """Apply any subset of fields; `tags` replaces the set. Unchanged values are no change."""
-    with writing() as tx:
-        row = _task_to_change(tx, user_id, task_id)
-        current = task_json(row)
-        _check_if_match(current, if_match)
-        stored = {
-            field.column.key: changes[field.name]
-            for field in WRITABLE_FIELDS
-            if field.name in changes and _differs(current, field.name, changes[field.name])
-        }
-        if "tags" in changes:
-            stored.update(_retag(tx, user_id, task_id, current["tags"], changes["tags"]))
-        if not stored:
-            return current
-        stored["updated_at"] = utc_now()
-        tx.defer(
-            update_task_statement(tuple(stored)),
-            {**stored, "where_task_id": task_id, "where_user_id": user_id},
-        )
-    return task_json(
-        [stored.get(column.key, value) for column, value in zip(TASK_COLUMNS, row, strict=True)]
     )
 
 
@@ -308,26 +366,3 @@ def _differs(current: TaskJSON, name: str, value: Any) -> bool:
     if isinstance(value, date):
         return bool(shown != value.isoformat())
     return bool(shown != value)
-
-
-def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> TaskJSON:
-    """Set `completed`, or flip it when `completed` is None: one statement."""
-    with writing() as tx:
-        lock_user(tx, user_id)
-        row = tx.finish(SET_COMPLETION, {"task_id": task_id, "user_id": user_id,
-                                         "completed": completed, "now": utc_now()})
-    if row is None:
-        raise _not_found()
-    return task_json(row)
-
-
-def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -> None:
-    """Delete the task; its links go with it, and tags no other task uses with them."""
-    with writing() as tx:
-        if if_match is not None:
-            _check_if_match(task_json(_task_to_change(tx, user_id, task_id)), if_match)
-        else:
-            lock_user(tx, user_id)
-        deleted = tx.finish(DELETE_TASK, {"task_id": task_id, "user_id": user_id})
-    if deleted is None:
-        raise _not_found()
