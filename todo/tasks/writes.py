@@ -25,6 +25,10 @@ The statements are built once, with bound parameters, and run in a `writing()` t
 the next statement, or with `COMMIT`. On PostgreSQL a toggle, a delete and a create without
 tags are one round trip (`Transaction.finish`); an edit is two, a create with tags two, and
 an edit of the tags three.
+
+A batch's operations also share what the transaction has learnt of the user's data (`Known`:
+the task count, tags known to exist), so a create whose tags an earlier operation of the
+batch has seen sends no statement of its own until `COMMIT`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -106,6 +111,7 @@ TASK_COUNT_AND_TAGS = (
     .outerjoin(Tag, (Tag.user_id == User.id) & in_values(Tag.name_key, "keys"))
     .where(User.id == bindparam("user_id"))
 )
+TASK_COUNT = select(User.task_count).where(User.id == bindparam("user_id"))
 FIND_TAGS = select(Tag.id, Tag.name, Tag.name_key).where(
     Tag.user_id == bindparam("user_id"), in_values(Tag.name_key, "keys")
 )
@@ -167,6 +173,43 @@ def lock_user(tx: Transaction, user_id: str) -> None:
     """Create the user's row on first write (idempotent under concurrency) and lock it until
     the transaction ends. It takes effect with the next statement."""
     tx.defer(LOCK_USER[tx.dialect.name], {"id": user_id, "created_at": utc_now()})
+
+
+@dataclass
+class Known:
+    """What a transaction of several operations (a batch) knows of the user's data, so that
+    its operations need not ask. The user's lock keeps it true: no one else writes the
+    user's data until the transaction ends.
+
+    - `task_count`: read once when a create first needs it; then one more for each create
+      and one fewer for each delete (exact: the transaction ends at the first operation
+      that fails, so every earlier one took effect);
+    - `tags`: key -> (id, name) of tags known to exist, looked up or created by earlier
+      operations; forgotten when an operation unlinks tags (the last unlink deletes a tag).
+    """
+
+    task_count: int | None = None
+    tags: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+    def tasks(self, tx: Transaction, user_id: str) -> int:
+        if self.task_count is None:
+            self.task_count = int(tx.scalar(TASK_COUNT, {"user_id": user_id}))
+        return self.task_count
+
+    def existing_tags(self, tx: Transaction, user_id: str, keys: Collection[str]
+                      ) -> dict[str, tuple[Any, str]]:
+        """The tags among `keys` that exist (key -> (id, name)); a look-up for those not
+        known yet."""
+        unknown = [key for key in keys if key not in self.tags]
+        if unknown:
+            rows = tx.all(FIND_TAGS, {"user_id": user_id, "keys": unknown})
+            self.tags.update({key: (tag_id, name) for tag_id, name, key in rows})
+        return {key: self.tags[key] for key in keys if key in self.tags}
+
+    def task_deleted(self) -> None:
+        if self.task_count is not None:
+            self.task_count -= 1
+        self.tags.clear()
 
 
 def _task_limit_reached(limit: int) -> ProblemError:
@@ -234,7 +277,9 @@ def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -
 # with the transaction's.
 
 
-def create_in(tx: Transaction, user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
+def create_in(
+    tx: Transaction, user_id: str, fields: Mapping[str, Any], known: Known | None = None
+) -> TaskJSON:
     """Create a task from a create body (TaskCreateSchema)."""
     limit: int = current_app.config["MAX_TASKS_PER_USER"]
     now = utc_now()
@@ -247,16 +292,23 @@ def create_in(tx: Transaction, user_id: str, fields: Mapping[str, Any]) -> TaskJ
         "updated_at": now,
     }
     wanted = {tag_key(name): name for name in fields.get("tags", [])}
-    if not wanted:
+    if known is not None:
+        task_count, found = known.tasks(tx, user_id), known.existing_tags(tx, user_id, wanted)
+    elif not wanted:  # one statement: it checks the limit itself
         row = tx.finish(INSERT_TASK_UNDER_LIMIT, {**values, "task_limit": limit})
         if row is None:
             raise _task_limit_reached(limit)
         return task_json(row)
-    counted = tx.all(TASK_COUNT_AND_TAGS, {"user_id": user_id, "keys": list(wanted)})
-    if counted[0][0] >= limit:
+    else:
+        counted = tx.all(TASK_COUNT_AND_TAGS, {"user_id": user_id, "keys": list(wanted)})
+        task_count = counted[0][0]
+        found = {key: (tag_id, name) for _, tag_id, name, key in counted if tag_id is not None}
+    if task_count >= limit:
         raise _task_limit_reached(limit)
-    found = {key: (tag_id, name) for _, tag_id, name, key in counted if tag_id is not None}
     created = _new_tags(tx, user_id, wanted, found)
+    if known is not None:
+        known.task_count = task_count + 1
+        known.tags.update({key: (tag_id, wanted[key]) for key, tag_id in created.items()})
     names = {key: name for key, (_, name) in found.items()} | {
         key: wanted[key] for key in created
     }
@@ -269,7 +321,7 @@ def create_in(tx: Transaction, user_id: str, fields: Mapping[str, Any]) -> TaskJ
 
 def update_in(
     tx: Transaction, user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any],
-    if_match: Any | None = None,
+    if_match: Any | None = None, known: Known | None = None,
 ) -> TaskJSON:
     """Apply any subset of fields (TaskUpdateSchema); `tags` replaces the set. Unchanged
     values are no change."""
@@ -282,7 +334,10 @@ def update_in(
         if field.name in changes and _differs(current, field.name, changes[field.name])
     }
     if "tags" in changes:
-        stored.update(_retag(tx, user_id, task_id, current["tags"], changes["tags"]))
+        retagged = _retag(tx, user_id, task_id, current["tags"], changes["tags"])
+        if retagged and known is not None:
+            known.tags.clear()
+        stored.update(retagged)
     if not stored:
         return current
     stored["updated_at"] = utc_now()
@@ -307,7 +362,8 @@ def complete_in(
 
 
 def delete_in(
-    tx: Transaction, user_id: str, task_id: uuid.UUID, if_match: Any | None = None
+    tx: Transaction, user_id: str, task_id: uuid.UUID, if_match: Any | None = None,
+    known: Known | None = None,
 ) -> None:
     """Delete the task; its links go with it, and tags no other task uses with them."""
     if if_match is not None:
@@ -315,6 +371,8 @@ def delete_in(
     deleted = tx.finish(DELETE_TASK, {"task_id": task_id, "user_id": user_id})
     if deleted is None:
         raise _not_found()
+    if known is not None:
+        known.task_deleted()
 
 
 def _task_to_change(tx: Transaction, user_id: str, task_id: uuid.UUID) -> Row:
