@@ -7,9 +7,9 @@ Runs the app in this process on a throwaway PostgreSQL database `todo_batch_thro
 Flask test client, `--rounds` times each: `--size` single `POST /tasks`, then one
 `POST /tasks/batch` of `--size` creates (each with `--tags` tags, the same few names). Prints
 tasks/s of each (the median round) and their ratio. The test client skips the network and
-the HTTP server, so a real deployment gives the single creates a larger overhead each than
-this does: the ratio here is the lower bound. Not a timed test: the numbers depend on the
-machine and on what else it runs.
+the HTTP server, which a deployment adds to every single create but to the batch once, so
+the ratio over HTTP should be larger than here. Not a timed test: the numbers depend on the
+machine and on what else it runs (other test runs on the same machine swing them 2-3x).
 """
 
 from __future__ import annotations
