@@ -222,3 +222,29 @@ def test_an_unchanged_poll_reads_only_the_change_number(
     client.patch(f"/api/{USER}/tasks/{task['id']}", json={"title": "moved on"},
                  headers=bearer(USER))
     assert client.get(f"/api/{USER}/tasks", headers=conditional).status_code == 200
+
+
+@on_postgresql
+def test_a_batch_reads_only_what_its_operations_do_not_know_yet(
+    proxied: tuple[FlaskClient, QueryRecorder],
+) -> None:
+    client, recorder = proxied
+    create(client)  # the connection is set up
+    operations = [{"op": "create", "ref": "first", "task": {"title": "t0", "tags": ["new"]}}]
+    operations += [{"op": "create", "task": {"title": f"t{i}", "tags": ["NEW"]}}
+                   for i in range(1, 50)]
+    operations += [{"op": "complete", "id": "$first"}]
+
+    sent = round_trips(recorder, lambda: client.post(
+        f"/api/{USER}/tasks/batch", json={"operations": operations}, headers=bearer(USER)))
+
+    # BEGIN + timeout + lock + the task count; the tag; the tag count (it is new); every
+    # insert and link + the toggle; COMMIT. The later creates know the count and the tag.
+    assert len(sent) == 5, sent
+    assert sent[0].startswith(f"BEGIN; {TIMEOUT}") and "INSERT INTO users" in sent[0]
+    assert sent[3].count("INSERT INTO tasks") == 50 and "UPDATE tasks" in sent[3]
+    assert sent[4] == "COMMIT"
+    listing = client.get(f"/api/{USER}/tasks?limit=100", headers=bearer(USER)).get_json()
+    assert listing["total"] == 51
+    assert client.get(f"/api/{USER}/tags", headers=bearer(USER)).get_json() == [
+        {"name": "new", "usage_count": 50}]

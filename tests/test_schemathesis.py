@@ -25,6 +25,11 @@ Configuration, all in the `schemathesis.toml` this test writes (no check is excl
   would otherwise send the same few keys (the documented example, `0`, `!`) with every
   operation, and the service would rightly answer most writes 422 (the key used for another
   request) or replay them. Malformed keys are sent as generated (400 expected).
+- The batch (`batchTasks`) also accepts 400 and 413 for schema-valid bodies: a `"$ref"` id
+  must name the `ref` of an earlier create of the same batch and two creates may not share a
+  ref, which no schema can say (generated refs rarely line up); a valid `if_match` is almost
+  always stale (412); and 100 valid operations can exceed the body limit (413), which is also
+  how an oversized invalid body is refused.
 - Any schemathesis warning (unsupported pattern, unused auth, ...) fails the run.
 """
 
@@ -80,6 +85,15 @@ enabled = false
 include-operation-id = ["putTask", "patchTask", "deleteTask"]
 checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", 401, 403, 404, 409, 412, 429, "5xx",
+]
+
+[[operations]]
+include-operation-id = ["batchTasks"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", 400, 401, 403, 404, 409, 412, 413, 429, "5xx",
+]
+checks.negative_data_rejection.expected-statuses = [
+    400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx",
 ]
 """
 

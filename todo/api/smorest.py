@@ -11,6 +11,7 @@ import apispec
 import flask_smorest
 import marshmallow as ma
 import orjson
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Request
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser
@@ -18,9 +19,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from todo.api.openapi import IF_NONE_MATCH_PARAMETER
 from todo.api.problems import PROBLEM_MIMETYPE
-from todo.api.schemas import ProblemSchema
+from todo.api.schemas import OneOf, ProblemSchema
 
 READ_ONLY_FIELDS = frozenset({"id", "user_id", "created_at", "updated_at"})
+
+
+def name_read_only_fields(body_errors: dict[str, Any]) -> None:
+    """A task body's errors: a read-only field it sent is named as such, not as unknown."""
+    for field in READ_ONLY_FIELDS & body_errors.keys():
+        body_errors[field] = ["Read-only field; it cannot be set."]
 
 
 PARSED_QUERIES_KEPT = 4096
@@ -106,8 +113,7 @@ class StrictParser(FlaskParser):
         a read-only field sent in a body is named as such, not as an unknown field."""
         body_errors = error.messages.get("json") if isinstance(error.messages, dict) else None
         if isinstance(body_errors, dict):
-            for field in READ_ONLY_FIELDS & body_errors.keys():
-                body_errors[field] = ["Read-only field; it cannot be set."]
+            name_read_only_fields(body_errors)
         super().handle_error(
             error, req, schema, error_status_code=error_status_code, error_headers=error_headers
         )
@@ -296,6 +302,34 @@ class ProblemDocumentationPlugin(apispec.BasePlugin):
                     response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
 
 
+class OneOfPlugin(apispec.BasePlugin):
+    """Documents a `OneOf` field (todo/api/schemas.py) as `oneOf` its schemas, each a
+    component, with the member that chooses between them as the discriminator."""
+
+    def init_spec(self, spec: apispec.APISpec) -> None:
+        for plugin in spec.plugins:
+            if isinstance(plugin, MarshmallowPlugin):
+                converter: Any = plugin.converter  # set by the plugin's init_spec, untyped
+                converter.add_attribute_function(one_of2properties)
+
+
+def one_of2properties(
+    self: Any, field: ma.fields.Field[Any], **kwargs: Any
+) -> dict[str, Any]:
+    """An attribute function of apispec's converter (`self`)."""
+    if not isinstance(field, OneOf):
+        return {}
+    references = {name: self.resolve_nested_schema(schema)
+                  for name, schema in field.schemas.items()}
+    return {
+        "oneOf": list(references.values()),
+        "discriminator": {
+            "propertyName": field.key,
+            "mapping": {name: reference["$ref"] for name, reference in references.items()},
+        },
+    }
+
+
 # What Swagger UI shows for each error (without an example it would make one up from the
 # schema: a 401 saying "status": 400).
 EXAMPLE_DETAILS = {
@@ -364,7 +398,9 @@ class ProblemApi(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is u
     ERROR_SCHEMA = ProblemSchema
 
     def __init__(self) -> None:
-        super().__init__(spec_kwargs={"extra_plugins": [ProblemDocumentationPlugin()]})
+        super().__init__(
+            spec_kwargs={"extra_plugins": [ProblemDocumentationPlugin(), OneOfPlugin()]}
+        )
 
 
 def documents_errors(blueprint: Blueprint, *statuses: int) -> Callable[[F], F]:

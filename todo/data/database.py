@@ -159,11 +159,17 @@ class Transaction(Reads):
 
     `defer` runs a statement whose result nothing needs: on PostgreSQL it travels in the
     query string of the next statement (or of `COMMIT`), and its errors surface there; on
-    SQLite it runs at once."""
+    SQLite it runs at once.
 
-    def __init__(self, pooled: Any, dialect: Dialect, timeout_prefix: str) -> None:
+    A transaction holds one operation (a request's create, edit, toggle or delete) or, with
+    `many_operations`, several in a row (a batch): `finish` ends an operation, and only a
+    transaction of one operation commits with it."""
+
+    def __init__(self, pooled: Any, dialect: Dialect, timeout_prefix: str, *,
+                 many_operations: bool = False) -> None:
         super().__init__(pooled, dialect, timeout_prefix)
         self.batching = dialect.name == "postgresql"
+        self.many_operations = many_operations
         # What goes in front of the next statement: at first `BEGIN` and the timeout.
         self.pending: list[str] = ["BEGIN", timeout_prefix.rstrip("; ")] if self.batching else []
         self.started = False  # whether anything has gone to the server
@@ -194,11 +200,15 @@ class Transaction(Reads):
 
     def finish(self, statement: Executable, parameters: Mapping[str, Any] | None = None
                ) -> tuple[Any, ...] | None:
-        """Run the transaction's last statement, commit, and return its first row.
+        """Run the operation's last statement and return its first row. A transaction of
+        one operation commits with it; one of `many_operations` goes on to the next, and
+        commits when the `writing()` block ends.
 
         On PostgreSQL, when nothing has been sent yet, the deferred statements and this one
         go as one query string without `BEGIN`: PostgreSQL runs it as one implicit
         transaction and commits it at its end, so such a write is one round trip."""
+        if self.many_operations:
+            return self.first(statement, parameters)
         if self.batching and not self.started:
             del self.pending[0]  # BEGIN: the query string is the transaction
             self.finished = True
@@ -294,11 +304,13 @@ class reading(_Checkout):  # noqa: N801  (used as a function: `with reading() as
 
 class writing(_Checkout):  # noqa: N801  (used as a function: `with writing() as tx`)
     """A transaction that commits when the block ends and rolls back if it raises. Whatever
-    happens, the connection goes back to the pool with no transaction open."""
+    happens, the connection goes back to the pool with no transaction open.
+    `many_operations`: the block runs several operations (a batch; see `Transaction`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, many_operations: bool = False) -> None:
         super().__init__()
-        self.transaction = Transaction(self.pooled, self.dialect, self.settings.timeout_prefix)
+        self.transaction = Transaction(self.pooled, self.dialect, self.settings.timeout_prefix,
+                                       many_operations=many_operations)
 
     def __enter__(self) -> Transaction:
         if not self.transaction.batching:

@@ -52,3 +52,12 @@ TASK_LINKS: dict[str, Any] = {
 }
 
 
+# From a batch's answer to the task of its first operation (JSON pointers name one index).
+BATCH_LINKS: dict[str, Any] = {
+    "GetTask": {
+        "operationId": "getTask",
+        "parameters": {"user_id": "$request.path.user_id",
+                       "task_id": "$response.body#/results/0/id"},
+        "description": "Read the task of the batch's first operation.",
+    },
+}

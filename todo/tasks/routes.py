@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
+from werkzeug.routing import BaseConverter
 
 from todo.api.conditional import collection_etag, is_not_modified, not_modified
 from todo.api.openapi import (
@@ -18,14 +18,19 @@ from todo.api.openapi import (
 )
 from todo.api.problems import ProblemError
 from todo.api.responses import json_response, no_content
+from todo.api.schemas import IF_MATCH_ERROR, IF_MATCH_SYNTAX
 from todo.api.smorest import Blueprint, F, documents_errors
 from todo.data.change_numbers import user_version
 from todo.data.database import reading
 from todo.tasks import queries, writes
+from todo.tasks.batch import Operation, apply_batch
 from todo.tasks.listing import TaskListArgs, list_page
-from todo.tasks.openapi import LOCATION_HEADER, TASK_ID_PARAMETER, TASK_LINKS
+from todo.tasks.openapi import BATCH_LINKS, LOCATION_HEADER, TASK_ID_PARAMETER, TASK_LINKS
 from todo.tasks.representation import TaskJSON, TaskSchema, task_etag
 from todo.tasks.schemas import (
+    UUID_TEXT,
+    BatchResultsSchema,
+    BatchSchema,
     TaskCompletionSchema,
     TaskCreateSchema,
     TaskPageSchema,
@@ -37,10 +42,17 @@ blp = Blueprint(
     "tasks", __name__, url_prefix="/api/<user_id>/tasks", description="A user's tasks."
 )
 
-# RFC 9110: `*`, or entity tags (`"..."` or `W/"..."`) separated by commas.
-ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"'
-IF_MATCH_SYNTAX = re.compile(rf"[ \t]*(\*|{ENTITY_TAG}([ \t]*,[ \t]*{ENTITY_TAG})*)[ \t]*")
-UUID_TEXT = re.compile(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
+
+class TaskIdConverter(BaseConverter):
+    """The `{task_id}` path segment: anything but `batch`, the batch's own path. So routing
+    answers `PUT .../tasks/batch` with 405 and `Allow: POST`, rather than handing it to the
+    task called "batch". (A task id that is not a UUID is 404: `parse_task_id`.)"""
+
+    regex = r"(?!batch$)[^/]+"
+
+
+# Deferred functions run in the order they are recorded: this one before the routes' rules.
+blp.record_once(lambda state: state.app.url_map.converters.update(task_id=TaskIdConverter))
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
@@ -61,7 +73,7 @@ def if_match_header() -> Any | None:
             400,
             "If-Match must be `*` or quoted ETags as the ETag header gives them, e.g. "
             'If-Match: "3f2a9c0e...".',
-            errors={"header": {"If-Match": ["Not `*` or a list of quoted ETags."]}},
+            errors={"header": {"If-Match": [IF_MATCH_ERROR]}},
         )
     return request.if_match
 
@@ -124,7 +136,7 @@ class Tasks(MethodView):
         return task_response(task, 201, {"Location": location})
 
 
-@blp.route("/<task_id>", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
+@blp.route("/<task_id:task_id>", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
 class TaskById(MethodView):
     @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
     @blp.doc(operationId="getTask")
@@ -160,7 +172,7 @@ class TaskById(MethodView):
         return no_content()
 
 
-@blp.route("/<task_id>/complete", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
+@blp.route("/<task_id:task_id>/complete", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
 class TaskCompletion(MethodView):
     @blp.arguments(TaskCompletionSchema(), required=False)
     @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
@@ -170,3 +182,22 @@ class TaskCompletion(MethodView):
         """Toggle `completed`, or set it with `{"completed": true|false}`."""
         task = writes.set_completion(user_id, parse_task_id(task_id), body.get("completed"))
         return task_response(task)
+
+
+@blp.route("/batch", parameters=[USER_ID_PARAMETER])
+class TaskBatch(MethodView):
+    @blp.arguments(BatchSchema())
+    @blp.response(200, BatchResultsSchema, links=BATCH_LINKS)
+    @blp.doc(operationId="batchTasks")
+    @documents_errors(blp, 400, 401, 403, 404, 409, 412, 413, 415, 429, 503)
+    def post(self, operations: list[Operation], user_id: str) -> Response:
+        """Apply 1-100 task operations at once: all of them, in order, or none.
+
+        Each operation is a create, update, complete or delete, done as its own endpoint
+        does it; all run in one transaction. A create's `ref` names its task for later
+        operations of the same batch, which give `"$" + ref` as their `id`. The first
+        operation that fails fails the batch with its own status (404, 409, 412) and
+        `errors.operations` naming it by index; an invalid body is 400 naming each invalid
+        operation the same way. Limits count as if the operations had been sent one by one;
+        the rate limit counts the batch as one write."""
+        return json_response({"results": apply_batch(user_id, operations)})

@@ -1,8 +1,13 @@
-"""Changing tasks: create, update, complete, delete, with their tags, in one transaction each.
+"""Changing tasks: create, update, complete, delete, with their tags.
 
-Every write first upserts and locks the user's row (`lock_user`), so one user's writes apply
-one at a time: per-user limits hold exactly, a new tag is created once however many requests
-introduce it together, and `If-Match` compares against the state it is about to change.
+Each operation is a function of an open transaction (`create_in`, `update_in`, `complete_in`,
+`delete_in`): a request's own write runs one in a transaction of its own (`create_task`,
+...), a batch (todo/tasks/batch.py) runs several in one.
+
+Every transaction that writes first upserts and locks the user's row (`lock_user`), so one
+user's writes apply one at a time: per-user limits hold exactly, a new tag is created once
+however many requests introduce it together, and `If-Match` compares against the state it is
+about to change. The operations expect that lock to be taken.
 
 The database keeps the counts (migration 0005): `users.task_count` for the task limit, and
 `tags.usage_count`, whose trigger deletes a tag with its last link. So a write only links
@@ -20,6 +25,10 @@ The statements are built once, with bound parameters, and run in a `writing()` t
 the next statement, or with `COMMIT`. On PostgreSQL a toggle, a delete and a create without
 tags are one round trip (`Transaction.finish`); an edit is two, a create with tags two, and
 an edit of the tags three.
+
+A batch's operations also share what the transaction has learnt of the user's data (`Known`:
+the task count, tags known to exist), so a create whose tags an earlier operation of the
+batch has seen sends no statement of its own until `COMMIT`.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -101,6 +111,7 @@ TASK_COUNT_AND_TAGS = (
     .outerjoin(Tag, (Tag.user_id == User.id) & in_values(Tag.name_key, "keys"))
     .where(User.id == bindparam("user_id"))
 )
+TASK_COUNT = select(User.task_count).where(User.id == bindparam("user_id"))
 FIND_TAGS = select(Tag.id, Tag.name, Tag.name_key).where(
     Tag.user_id == bindparam("user_id"), in_values(Tag.name_key, "keys")
 )
@@ -164,6 +175,43 @@ def lock_user(tx: Transaction, user_id: str) -> None:
     tx.defer(LOCK_USER[tx.dialect.name], {"id": user_id, "created_at": utc_now()})
 
 
+@dataclass
+class Known:
+    """What a transaction of several operations (a batch) knows of the user's data, so that
+    its operations need not ask. The user's lock keeps it true: no one else writes the
+    user's data until the transaction ends.
+
+    - `task_count`: read once when a create first needs it; then one more for each create
+      and one fewer for each delete (exact: the transaction ends at the first operation
+      that fails, so every earlier one took effect);
+    - `tags`: key -> (id, name) of tags known to exist, looked up or created by earlier
+      operations; forgotten when an operation unlinks tags (the last unlink deletes a tag).
+    """
+
+    task_count: int | None = None
+    tags: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+    def tasks(self, tx: Transaction, user_id: str) -> int:
+        if self.task_count is None:
+            self.task_count = int(tx.scalar(TASK_COUNT, {"user_id": user_id}))
+        return self.task_count
+
+    def existing_tags(self, tx: Transaction, user_id: str, keys: Collection[str]
+                      ) -> dict[str, tuple[Any, str]]:
+        """The tags among `keys` that exist (key -> (id, name)); a look-up for those not
+        known yet."""
+        unknown = [key for key in keys if key not in self.tags]
+        if unknown:
+            rows = tx.all(FIND_TAGS, {"user_id": user_id, "keys": unknown})
+            self.tags.update({key: (tag_id, name) for tag_id, name, key in rows})
+        return {key: self.tags[key] for key in keys if key in self.tags}
+
+    def task_deleted(self) -> None:
+        if self.task_count is not None:
+            self.task_count -= 1
+        self.tags.clear()
+
+
 def _task_limit_reached(limit: int) -> ProblemError:
     return ProblemError(409, f"Task limit reached: a user can have at most {limit} tasks.")
 
@@ -198,6 +246,41 @@ def _new_tags(
 
 
 def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
+    with writing() as tx:
+        lock_user(tx, user_id)
+        return create_in(tx, user_id, fields)
+
+
+def update_task(
+    user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any], if_match: Any | None = None
+) -> TaskJSON:
+    with writing() as tx:
+        lock_user(tx, user_id)
+        return update_in(tx, user_id, task_id, changes, if_match)
+
+
+def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> TaskJSON:
+    with writing() as tx:
+        lock_user(tx, user_id)
+        return complete_in(tx, user_id, task_id, completed)
+
+
+def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -> None:
+    with writing() as tx:
+        lock_user(tx, user_id)
+        delete_in(tx, user_id, task_id, if_match)
+
+
+# ---------------------------------------------------------------- the operations
+# Each runs in a transaction that holds the user's lock (`lock_user`) and returns what the
+# endpoint answers, or raises a ProblemError (404, 409, 412): its changes are then undone
+# with the transaction's.
+
+
+def create_in(
+    tx: Transaction, user_id: str, fields: Mapping[str, Any], known: Known | None = None
+) -> TaskJSON:
+    """Create a task from a create body (TaskCreateSchema)."""
     limit: int = current_app.config["MAX_TASKS_PER_USER"]
     now = utc_now()
     values: dict[str, Any] = {
@@ -209,31 +292,91 @@ def create_task(user_id: str, fields: Mapping[str, Any]) -> TaskJSON:
         "updated_at": now,
     }
     wanted = {tag_key(name): name for name in fields.get("tags", [])}
-    with writing() as tx:
-        lock_user(tx, user_id)
-        if not wanted:
-            row = tx.finish(INSERT_TASK_UNDER_LIMIT, {**values, "task_limit": limit})
-            if row is None:
-                raise _task_limit_reached(limit)
-            return task_json(row)
-        counted = tx.all(TASK_COUNT_AND_TAGS, {"user_id": user_id, "keys": list(wanted)})
-        if counted[0][0] >= limit:
+    if known is not None:
+        task_count, found = known.tasks(tx, user_id), known.existing_tags(tx, user_id, wanted)
+    elif not wanted:  # one statement: it checks the limit itself
+        row = tx.finish(INSERT_TASK_UNDER_LIMIT, {**values, "task_limit": limit})
+        if row is None:
             raise _task_limit_reached(limit)
+        return task_json(row)
+    else:
+        counted = tx.all(TASK_COUNT_AND_TAGS, {"user_id": user_id, "keys": list(wanted)})
+        task_count = counted[0][0]
         found = {key: (tag_id, name) for _, tag_id, name, key in counted if tag_id is not None}
-        created = _new_tags(tx, user_id, wanted, found)
-        names = {key: name for key, (_, name) in found.items()} | {
-            key: wanted[key] for key in created
-        }
-        values["tag_names"] = sort_tag_names(list(names.values()))
-        tx.defer(INSERT_TASK, values)
-        for tag_id in [tag_id for tag_id, _ in found.values()] + list(created.values()):
-            tx.defer(INSERT_LINK, {"task_id": values["id"], "tag_id": tag_id})
+    if task_count >= limit:
+        raise _task_limit_reached(limit)
+    created = _new_tags(tx, user_id, wanted, found)
+    if known is not None:
+        known.task_count = task_count + 1
+        known.tags.update({key: (tag_id, wanted[key]) for key, tag_id in created.items()})
+    names = {key: name for key, (_, name) in found.items()} | {
+        key: wanted[key] for key in created
+    }
+    values["tag_names"] = sort_tag_names(list(names.values()))
+    tx.defer(INSERT_TASK, values)
+    for tag_id in [tag_id for tag_id, _ in found.values()] + list(created.values()):
+        tx.defer(INSERT_LINK, {"task_id": values["id"], "tag_id": tag_id})
     return task_json([values[column.key] for column in TASK_COLUMNS])
 
 
+def update_in(
+    tx: Transaction, user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any],
+    if_match: Any | None = None, known: Known | None = None,
+) -> TaskJSON:
+    """Apply any subset of fields (TaskUpdateSchema); `tags` replaces the set. Unchanged
+    values are no change."""
+    row = _task_to_change(tx, user_id, task_id)
+    current = task_json(row)
+    _check_if_match(current, if_match)
+    stored = {
+        field.column.key: changes[field.name]
+        for field in WRITABLE_FIELDS
+        if field.name in changes and _differs(current, field.name, changes[field.name])
+    }
+    if "tags" in changes:
+        retagged = _retag(tx, user_id, task_id, current["tags"], changes["tags"])
+        if retagged and known is not None:
+            known.tags.clear()
+        stored.update(retagged)
+    if not stored:
+        return current
+    stored["updated_at"] = utc_now()
+    tx.defer(
+        update_task_statement(tuple(stored)),
+        {**stored, "where_task_id": task_id, "where_user_id": user_id},
+    )
+    return task_json(
+        [stored.get(column.key, value) for column, value in zip(TASK_COLUMNS, row, strict=True)]
+    )
+
+
+def complete_in(
+    tx: Transaction, user_id: str, task_id: uuid.UUID, completed: bool | None
+) -> TaskJSON:
+    """Set `completed`, or flip it when `completed` is None: one statement."""
+    row = tx.finish(SET_COMPLETION, {"task_id": task_id, "user_id": user_id,
+                                     "completed": completed, "now": utc_now()})
+    if row is None:
+        raise _not_found()
+    return task_json(row)
+
+
+def delete_in(
+    tx: Transaction, user_id: str, task_id: uuid.UUID, if_match: Any | None = None,
+    known: Known | None = None,
+) -> None:
+    """Delete the task; its links go with it, and tags no other task uses with them."""
+    if if_match is not None:
+        _check_if_match(task_json(_task_to_change(tx, user_id, task_id)), if_match)
+    deleted = tx.finish(DELETE_TASK, {"task_id": task_id, "user_id": user_id})
+    if deleted is None:
+        raise _not_found()
+    if known is not None:
+        known.task_deleted()
+
+
 def _task_to_change(tx: Transaction, user_id: str, task_id: uuid.UUID) -> Row:
-    """The task's row as it is, with the user's writes locked until this transaction ends."""
-    lock_user(tx, user_id)
+    """The task's row as it is (the user's lock keeps it so until the transaction ends)."""
     row = tx.first(GET_TASK, {"task_id": task_id, "user_id": user_id})
     if row is None:
         raise _not_found()
@@ -252,33 +395,6 @@ def _check_if_match(current: TaskJSON, if_match: Any | None) -> None:
     raise ProblemError(
         412, "The task's ETag is not the one given (the task has changed since, or the ETag "
         "is another's); fetch the task again and retry."
-    )
-
-
-def update_task(
-    user_id: str, task_id: uuid.UUID, changes: Mapping[str, Any], if_match: Any | None = None
-) -> TaskJSON:
-    """Apply any subset of fields; `tags` replaces the set. Unchanged values are no change."""
-    with writing() as tx:
-        row = _task_to_change(tx, user_id, task_id)
-        current = task_json(row)
-        _check_if_match(current, if_match)
-        stored = {
-            field.column.key: changes[field.name]
-            for field in WRITABLE_FIELDS
-            if field.name in changes and _differs(current, field.name, changes[field.name])
-        }
-        if "tags" in changes:
-            stored.update(_retag(tx, user_id, task_id, current["tags"], changes["tags"]))
-        if not stored:
-            return current
-        stored["updated_at"] = utc_now()
-        tx.defer(
-            update_task_statement(tuple(stored)),
-            {**stored, "where_task_id": task_id, "where_user_id": user_id},
-        )
-    return task_json(
-        [stored.get(column.key, value) for column, value in zip(TASK_COLUMNS, row, strict=True)]
     )
 
 
@@ -308,26 +424,3 @@ def _differs(current: TaskJSON, name: str, value: Any) -> bool:
     if isinstance(value, date):
         return bool(shown != value.isoformat())
     return bool(shown != value)
-
-
-def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> TaskJSON:
-    """Set `completed`, or flip it when `completed` is None: one statement."""
-    with writing() as tx:
-        lock_user(tx, user_id)
-        row = tx.finish(SET_COMPLETION, {"task_id": task_id, "user_id": user_id,
-                                         "completed": completed, "now": utc_now()})
-    if row is None:
-        raise _not_found()
-    return task_json(row)
-
-
-def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -> None:
-    """Delete the task; its links go with it, and tags no other task uses with them."""
-    with writing() as tx:
-        if if_match is not None:
-            _check_if_match(task_json(_task_to_change(tx, user_id, task_id)), if_match)
-        else:
-            lock_user(tx, user_id)
-        deleted = tx.finish(DELETE_TASK, {"task_id": task_id, "user_id": user_id})
-    if deleted is None:
-        raise _not_found()
