@@ -5,16 +5,20 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, current_app, request, url_for
+from flask.blueprints import BlueprintSetupState
 from flask.views import MethodView
+from werkzeug.routing import BaseConverter
 
 from todo.api.openapi import ETAG_HEADER, IF_MATCH_PARAMETER, USER_ID_PARAMETER
 from todo.api.problems import ProblemError
 from todo.api.responses import json_response, no_content
 from todo.api.smorest import Blueprint, F, documents_errors
 from todo.data.database import reading
+from todo.flask_app import ApiUrlMap
 from todo.tasks import queries, writes
 from todo.tasks.listing import TaskListArgs, list_page
 from todo.tasks.openapi import LOCATION_HEADER, TASK_ID_PARAMETER, TASK_LINKS
@@ -24,12 +28,39 @@ from todo.tasks.schemas import (
     TaskCreateSchema,
     TaskPageSchema,
     TaskQueryArgsSchema,
+    TaskStatsQueryArgsSchema,
+    TaskStatsSchema,
     TaskUpdateSchema,
 )
+from todo.tasks.stats import TaskStatsArgs, task_stats
 
 blp = Blueprint(
     "tasks", __name__, url_prefix="/api/<user_id>/tasks", description="A user's tasks."
 )
+
+# Paths of the tasks collection itself, at the level of a task's id: never a `task_id`.
+COLLECTION_PATHS = ("stats",)
+
+
+class TaskIdConverter(BaseConverter):
+    """The `<task_id>` path segment: any segment but a name in `COLLECTION_PATHS`. So a
+    method `/tasks/stats` lacks is a 405 with `Allow` from that path, not a task that is not
+    found, and `OPTIONS` lists its own methods. Every other segment reaches the task views,
+    where one that is not a UUID is a 404 "Task not found." (API.md)."""
+
+    regex = rf"(?!(?:{'|'.join(map(re.escape, COLLECTION_PATHS))})\Z)[^/]+"
+    part_isolating = True  # one segment (werkzeug would infer False from the `/` above)
+
+
+def _use_task_id_converter(state: BlueprintSetupState) -> None:
+    """For every `<task_id>` (the rule templates stay as they are: they label the access
+    log and metrics). Runs when the blueprint is registered, before its rules are added."""
+    url_map = state.app.url_map
+    assert isinstance(url_map, ApiUrlMap)
+    url_map.converters_by_variable["task_id"] = TaskIdConverter
+
+
+blp.record_once(_use_task_id_converter)
 
 # RFC 9110: `*`, or entity tags (`"..."` or `W/"..."`) separated by commas.
 ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"'
@@ -154,3 +185,23 @@ class TaskCompletion(MethodView):
         """Toggle `completed`, or set it with `{"completed": true|false}`."""
         task = writes.set_completion(user_id, parse_task_id(task_id), body.get("completed"))
         return task_response(task)
+
+
+# `/stats` is a path of its own, never a task id (`TaskIdConverter`).
+@blp.route("/stats", parameters=[USER_ID_PARAMETER])
+class TaskStatistics(MethodView):
+    @blp.arguments(TaskStatsQueryArgsSchema(), location="query")
+    @blp.response(200, TaskStatsSchema)
+    @blp.doc(operationId="taskStats")
+    @documents_errors(blp, 400, 401, 403, 429, 503)
+    def get(self, args: TaskStatsArgs, user_id: str) -> Response:
+        """Count the tasks matching the listing's filters: pending, completed, overdue,
+        due today, and pending by priority."""
+        today = args.today or datetime.now(UTC).date()
+        # A conditional read (If-None-Match) is answered here, before any query; its
+        # validator must cover the query string and `today` (by default the UTC date,
+        # which changes at midnight with no write).
+        timeout = current_app.config["DB_SEARCH_TIMEOUT_MS"] if args.filters.search else None
+        with reading(statement_timeout_ms=timeout) as reads:
+            counts = task_stats(reads, user_id, args.filters, today)
+        return json_response(counts)
