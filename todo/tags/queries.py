@@ -16,15 +16,16 @@ class TagUsage(TypedDict):
     usage_count: int
 
 
-def _usage_statement(with_prefix: bool) -> Select[str, int]:
+def _usage_statement(with_prefix: bool, limited: bool = True) -> Select[str, int]:
     # Each tag carries its count (`tags.usage_count`, kept by a trigger), so this reads the
     # user's tags alone, never their links.
     statement = (
         select(Tag.name, Tag.usage_count)
         .where(Tag.user_id == bindparam("user_id"))
         .order_by(Tag.usage_count.desc(), Tag.name_key, Tag.name)
-        .limit(bindparam("limit", type_=Integer))
     )
+    if limited:
+        statement = statement.limit(bindparam("limit", type_=Integer))
     if with_prefix:
         statement = statement.where(Tag.name_key.like(bindparam("pattern"), escape="\\"))
     return statement
@@ -33,6 +34,7 @@ def _usage_statement(with_prefix: bool) -> Select[str, int]:
 # Built once: SQLAlchemy then reuses their compiled form.
 USAGE = _usage_statement(with_prefix=False)
 USAGE_WITH_PREFIX = _usage_statement(with_prefix=True)
+ALL_USAGE = _usage_statement(with_prefix=False, limited=False)
 
 
 def tag_usage(reads: Reads, user_id: str, prefix: str | None, limit: int) -> list[TagUsage]:
@@ -42,7 +44,14 @@ def tag_usage(reads: Reads, user_id: str, prefix: str | None, limit: int) -> lis
     if prefix:
         statement = USAGE_WITH_PREFIX
         parameters["pattern"] = f"{escape_like(tag_key(prefix))}%"
-    return [
-        {"name": name, "usage_count": int(count)}
-        for name, count in reads.all(statement, parameters)
-    ]
+    return _usages(reads.all(statement, parameters))
+
+
+def all_tag_usage(reads: Reads, user_id: str) -> list[TagUsage]:
+    """Every tag of the user (at most `MAX_TAGS_PER_USER`, 500 by default), in the order of
+    `tag_usage`."""
+    return _usages(reads.all(ALL_USAGE, {"user_id": user_id}))
+
+
+def _usages(rows: list[tuple[Any, ...]]) -> list[TagUsage]:
+    return [{"name": name, "usage_count": int(count)} for name, count in rows]
