@@ -266,6 +266,8 @@ ENDPOINTS = [
     Endpoint("DELETE", "/api/{user}/tasks/{task}", 204),
     Endpoint("PATCH", "/api/{user}/tasks/{task}/complete", 200),
     Endpoint("GET", "/api/{user}/tags", 200),
+    Endpoint("GET", "/api/{user}/tasks/stats", 200),
+    Endpoint("GET", "/api/{user}/export", 200),
 ]
 
 

@@ -32,6 +32,8 @@ ROUTES = [
     ("api", USER, "tasks", TASK),
     ("api", USER, "tasks", TASK, "complete"),
     ("api", USER, "tags"),
+    ("api", USER, "tasks", "stats"),
+    ("api", USER, "export"),
     ("health",),
     ("health", "ready"),
     ("openapi.json",),
@@ -41,7 +43,7 @@ ROUTES = [
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 PARAMETERS = [
     "search", "status", "priority", "tags", "tags[]", "tag_mode", "due_from", "due_to",
-    "sort_by", "sort_direction", "limit", "offset", "q",
+    "sort_by", "sort_direction", "limit", "offset", "q", "today",
 ]
 HEADERS = [
     "Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID", "Origin",

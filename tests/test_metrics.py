@@ -40,7 +40,7 @@ DURATION = "todo_http_request_duration_seconds"
 IN_USE = "todo_db_pool_connections_in_use"
 WAITING = "todo_db_pool_waiting"
 REFUSALS = "todo_rate_limit_refusals_total"
-TASK_ROUTE = "/api/<user_id>/tasks/<task_id:task_id>"
+TASK_ROUTE = "/api/<user_id>/tasks/<task_id>"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

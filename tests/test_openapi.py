@@ -30,6 +30,25 @@ def test_every_contract_operation_is_documented(spec):
     assert set(paths["/api/{user_id}/tasks/{task_id}"]) >= {"get", "put", "patch", "delete"}
     assert "patch" in paths["/api/{user_id}/tasks/{task_id}/complete"]
     assert "get" in paths["/api/{user_id}/tags"]
+    assert paths["/api/{user_id}/tasks/stats"]["get"]["operationId"] == "taskStats"
+    assert paths["/api/{user_id}/export"]["get"]["operationId"] == "exportAccount"
+
+
+def test_stats_takes_the_listings_filters_and_today(spec):
+    operation = spec["paths"]["/api/{user_id}/tasks/stats"]["get"]
+    parameters = {p["name"] for p in operation["parameters"]}
+    assert parameters == {"user_id", "search", "priority", "tags", "tag_mode", "due_from",
+                          "due_to", "today"}
+    assert set(operation["responses"]) >= {"200", "400", "401", "403", "503"}
+    counts = spec["components"]["schemas"]["TaskStats"]
+    assert set(counts["required"]) == {"total", "pending", "completed", "overdue", "due_today",
+                                       "by_priority"}
+
+
+def test_export_documents_its_download(spec):
+    ok = spec["paths"]["/api/{user_id}/export"]["get"]["responses"]["200"]
+    assert ok["headers"]["Content-Disposition"]["required"] is True
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Export"}
 
 
 def test_public_endpoints_need_no_security(spec):

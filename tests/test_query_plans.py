@@ -3,7 +3,9 @@ size (no query per task for its tags), and on PostgreSQL plans that use the inde
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from typing import Any
 
 import flask_migrate
@@ -23,9 +25,12 @@ from tests.conftest import (
 )
 from tests.test_round_trips import proxied_client
 from todo import create_app
+from todo.account import export
+from todo.data.sql import driver_statement
 from todo.extensions import db
 from todo.tags.queries import USAGE
-from todo.tasks.listing import TaskListArgs, page_statement
+from todo.tasks import stats
+from todo.tasks.listing import ListShape, TaskListArgs, bound_values, page_statement
 
 
 @pytest.fixture
@@ -92,6 +97,38 @@ def test_getting_a_task_is_one_select(counted):
         lambda: client.get(f"/api/counted/tasks/{task['id']}", headers=bearer("counted"))
     )
     assert len([s for s in statements if "FROM tasks" in s]) == 1, statements
+
+
+def test_stats_is_one_statement(counted):
+    client, during = counted
+    for i in range(5):
+        new_task(client, "counted", title=f"milk {i}", tags=["a", "b"], due_date="2026-01-01")
+    for query in ("", "?search=milk&tags=a&tags=b&tag_mode=all&priority=high&due_from=2025-01-01"
+                      "&due_to=2027-01-01&today=2026-01-01"):
+        def stats_request(query: str = query) -> None:
+            response = client.get(f"/api/counted/tasks/stats{query}", headers=bearer("counted"))
+            assert response.status_code == 200, response.get_json()
+            assert response.get_json()["total"] in (0, 5)
+
+        statements = during(stats_request)
+        assert len([s for s in statements if "FROM tasks" in s]) == 1, statements
+
+
+def test_export_reads_the_tags_then_a_page_per_statement(counted, monkeypatch):
+    """The tags and the first page before the response starts, then one read per page: 7
+    tasks in pages of 3 are pages of 3, 3 and 1."""
+    monkeypatch.setattr(export, "PAGE_SIZE", 3)
+    client, during = counted
+    for i in range(7):
+        new_task(client, "counted", title=f"task {i}", tags=["a"])
+
+    def export_request() -> None:
+        response = client.get("/api/counted/export", headers=bearer("counted"))
+        assert response.status_code == 200 and len(response.get_json()["tasks"]) == 7
+
+    statements = during(export_request)
+    assert len([s for s in statements if "FROM tags" in s]) == 1, statements
+    assert len([s for s in statements if "FROM tasks" in s]) == 3, statements
 
 
 # ---------------------------------------------------------------- PostgreSQL plans
@@ -186,3 +223,33 @@ def test_tag_usage_reads_the_users_tags_alone(seeded_app):
         rows = connection.exec_driver_sql("EXPLAIN " + sql, {"user_id": "user-7", "limit": 20})
         text = "\n".join(row[0] for row in rows)
     assert "uq_tags_user_id_name_key" in text and "task_tags" not in text, text
+
+
+def explain(app: Flask, statement: Any, parameters: dict[str, Any]) -> str:
+    """PostgreSQL's plan of one of the service's statements, with these values bound."""
+    with app.app_context(), db.engine.connect() as connection:
+        compiled = driver_statement(statement, db.engine.dialect)
+        rows = connection.exec_driver_sql("EXPLAIN " + compiled.sql,
+                                          compiled.parameters(parameters))
+        return "\n".join(row[0] for row in rows)
+
+
+@pytest.mark.parametrize("args", [TaskListArgs(), TaskListArgs(priority="High"),
+                                  TaskListArgs(search="a1b2c")])
+def test_stats_read_only_the_users_tasks(seeded_app, args):
+    """At the 10,000-task cap the counts read the user's rows through an index, never the
+    whole table."""
+    parameters = {**bound_values("heavy", args), "today": date(2026, 6, 1)}
+    text = explain(seeded_app, stats._statement(ListShape.of(args)), parameters)
+    assert "ix_tasks_user_id" in text and "Seq Scan" not in text, text
+
+
+def test_an_export_page_is_an_index_range_after_the_last_one(seeded_app):
+    """Each page starts where the last ended, in the per-user order index: the 50th page
+    costs what the first does."""
+    parameters = {"user_id": "heavy", "limit": export.PAGE_SIZE,
+                  "after_created_at": datetime(2026, 1, 1, tzinfo=UTC), "after_id": uuid.UUID(int=0)}
+    text = explain(seeded_app, export.RENDERED_PAGES[True], parameters)
+    assert "Index Scan using ix_tasks_user_id_created_at" in text, text
+    assert "created_at <=" in text.split("Index Cond")[1].split("\n")[0], text
+    assert "Sort" not in text.split("Aggregate")[1], text  # read in order, not sorted

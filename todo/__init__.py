@@ -69,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def _register_blueprints(app: Flask) -> None:
     from todo import health
+    from todo.account.routes import blp as account_blp
     from todo.api import docs
     from todo.changes.routes import blp as changes_blp
     from todo.tags.routes import blp as tags_blp
@@ -78,6 +79,7 @@ def _register_blueprints(app: Flask) -> None:
     api.register_blueprint(tasks_blp)
     api.register_blueprint(tags_blp)
     api.register_blueprint(changes_blp)
+    api.register_blueprint(account_blp)
     app.register_blueprint(docs.blp)
     if metrics.enabled(app.config):
         # An operations endpoint with a token of its own: not in the OpenAPI document.

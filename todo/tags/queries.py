@@ -17,7 +17,7 @@ class TagUsage(TypedDict):
     usage_count: int
 
 
-def _usage_statement(with_prefix: bool) -> Select[str, int, int]:
+def _usage_statement(with_prefix: bool, limited: bool = True) -> Select[str, int, int]:
     # Each tag carries its count (`tags.usage_count`, kept by a trigger), so this reads the
     # user's tags alone, never their links.
     statement = (
@@ -26,8 +26,9 @@ def _usage_statement(with_prefix: bool) -> Select[str, int, int]:
         select(Tag.name, Tag.usage_count, USER_CHANGE_NUMBER)
         .where(Tag.user_id == bindparam("user_id"))
         .order_by(Tag.usage_count.desc(), Tag.name_key, Tag.name)
-        .limit(bindparam("limit", type_=Integer))
     )
+    if limited:
+        statement = statement.limit(bindparam("limit", type_=Integer))
     if with_prefix:
         statement = statement.where(Tag.name_key.like(bindparam("pattern"), escape="\\"))
     return statement
@@ -36,6 +37,7 @@ def _usage_statement(with_prefix: bool) -> Select[str, int, int]:
 # Built once: SQLAlchemy then reuses their compiled form.
 USAGE = _usage_statement(with_prefix=False)
 USAGE_WITH_PREFIX = _usage_statement(with_prefix=True)
+ALL_USAGE = _usage_statement(with_prefix=False, limited=False)
 
 
 def tag_usage(reads: Reads, user_id: str, prefix: str | None, limit: int
@@ -49,4 +51,14 @@ def tag_usage(reads: Reads, user_id: str, prefix: str | None, limit: int
         parameters["pattern"] = f"{escape_like(tag_key(prefix))}%"
     rows = reads.all(statement, parameters)
     change_number = rows[0][2] if rows else user_version(reads, user_id).change_number
-    return [{"name": name, "usage_count": int(count)} for name, count, _ in rows], change_number
+    return _usages(rows), change_number
+
+
+def all_tag_usage(reads: Reads, user_id: str) -> list[TagUsage]:
+    """Every tag of the user (at most `MAX_TAGS_PER_USER`, 500 by default), in the order of
+    `tag_usage`."""
+    return _usages(reads.all(ALL_USAGE, {"user_id": user_id}))
+
+
+def _usages(rows: list[tuple[Any, ...]]) -> list[TagUsage]:
+    return [{"name": name, "usage_count": int(count)} for name, count, _ in rows]

@@ -106,8 +106,9 @@ class ListShape:
         )
 
 
-def _parameters(user_id: str, args: TaskListArgs) -> dict[str, Any]:
-    """The values bound into the statement of `ListShape.of(args)`."""
+def bound_values(user_id: str, args: TaskListArgs) -> dict[str, Any]:
+    """The values bound into the statement of `ListShape.of(args)` (and into the counts of
+    `todo.tasks.stats`, which filter with `filter_condition`)."""
     keys = sorted({tag_key(name) for name in args.tags})
     return {
         "user_id": user_id,
@@ -122,7 +123,9 @@ def _parameters(user_id: str, args: TaskListArgs) -> dict[str, Any]:
     }
 
 
-def _filters(shape: ListShape) -> ColumnElement[bool]:
+def filter_condition(shape: ListShape) -> ColumnElement[bool]:
+    """The WHERE condition of the user's tasks matching the filters: the listing's, and the
+    counts' (`todo.tasks.stats`)."""
     conditions: list[ColumnElement[bool]] = [Task.user_id == bindparam("user_id")]
     if shape.search is not None:
         conditions.append(_search_condition(shape.search))
@@ -213,7 +216,7 @@ def _page(shape: ListShape, *columns: Any) -> Select[Any]:
     """`columns` of the tasks on the requested page: filtered, in order, limited."""
     return (
         select(*columns)
-        .where(_filters(shape))
+        .where(filter_condition(shape))
         .order_by(*_ordering(shape.sort_by, shape.sort_direction))
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
@@ -228,7 +231,7 @@ def _rows_statement(shape: ListShape) -> Select[Any]:
 
 @lru_cache(maxsize=512)
 def _count_statement(shape: ListShape) -> Select[Any]:
-    return select(func.count()).select_from(Task).where(_filters(shape))
+    return select(func.count()).select_from(Task).where(filter_condition(shape))
 
 
 def _total(reads: Reads, shape: ListShape, parameters: dict[str, Any]) -> int:
@@ -246,7 +249,7 @@ def _envelope(data_json: bytes, total: int, args: TaskListArgs) -> bytes:
 def list_page(reads: Reads, user_id: str, args: TaskListArgs) -> tuple[bytes, int]:
     """The listing's JSON body, `{"data": [...], "total", "limit", "offset"}`, and the
     user's change number it reflects (for its validator)."""
-    shape, parameters = ListShape.of(args), _parameters(user_id, args)
+    shape, parameters = ListShape.of(args), bound_values(user_id, args)
     if reads.dialect.name == "postgresql":
         page = reads.first(_rendered_page_statement(shape), parameters)
         assert page is not None  # an aggregate: always one row
@@ -264,7 +267,7 @@ def list_page(reads: Reads, user_id: str, args: TaskListArgs) -> tuple[bytes, in
 
 def page_statement(user_id: str, args: TaskListArgs) -> Select[str, Any]:
     """The PostgreSQL page statement with these values bound (for EXPLAIN and tools)."""
-    return _rendered_page_statement(ListShape.of(args)).params(_parameters(user_id, args))
+    return _rendered_page_statement(ListShape.of(args)).params(bound_values(user_id, args))
 
 
 @lru_cache(maxsize=512)

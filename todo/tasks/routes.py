@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, current_app, request, url_for
+from flask.blueprints import BlueprintSetupState
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
 
@@ -22,6 +25,7 @@ from todo.api.schemas import IF_MATCH_ERROR, IF_MATCH_SYNTAX
 from todo.api.smorest import Blueprint, F, documents_errors
 from todo.data.change_numbers import user_version
 from todo.data.database import reading
+from todo.flask_app import ApiUrlMap
 from todo.tasks import queries, writes
 from todo.tasks.batch import Operation, apply_batch
 from todo.tasks.listing import TaskListArgs, list_page
@@ -35,24 +39,39 @@ from todo.tasks.schemas import (
     TaskCreateSchema,
     TaskPageSchema,
     TaskQueryArgsSchema,
+    TaskStatsQueryArgsSchema,
+    TaskStatsSchema,
     TaskUpdateSchema,
 )
+from todo.tasks.stats import TaskStatsArgs, task_stats
 
 blp = Blueprint(
     "tasks", __name__, url_prefix="/api/<user_id>/tasks", description="A user's tasks."
 )
 
+# Paths of the tasks collection itself, at the level of a task's id: never a `task_id`.
+COLLECTION_PATHS = ("stats", "batch")
+
 
 class TaskIdConverter(BaseConverter):
-    """The `{task_id}` path segment: anything but `batch`, the batch's own path. So routing
-    answers `PUT .../tasks/batch` with 405 and `Allow: POST`, rather than handing it to the
-    task called "batch". (A task id that is not a UUID is 404: `parse_task_id`.)"""
+    """The `<task_id>` path segment: any segment but a name in `COLLECTION_PATHS`. So a
+    method `/tasks/stats` lacks is a 405 with `Allow` from that path, not a task that is not
+    found, and `OPTIONS` lists its own methods. Every other segment reaches the task views,
+    where one that is not a UUID is a 404 "Task not found." (API.md)."""
 
-    regex = r"(?!batch$)[^/]+"
+    regex = rf"(?!(?:{'|'.join(map(re.escape, COLLECTION_PATHS))})\Z)[^/]+"
+    part_isolating = True  # one segment (werkzeug would infer False from the `/` above)
 
 
-# Deferred functions run in the order they are recorded: this one before the routes' rules.
-blp.record_once(lambda state: state.app.url_map.converters.update(task_id=TaskIdConverter))
+def _use_task_id_converter(state: BlueprintSetupState) -> None:
+    """For every `<task_id>` (the rule templates stay as they are: they label the access
+    log and metrics). Runs when the blueprint is registered, before its rules are added."""
+    url_map = state.app.url_map
+    assert isinstance(url_map, ApiUrlMap)
+    url_map.converters_by_variable["task_id"] = TaskIdConverter
+
+
+blp.record_once(_use_task_id_converter)
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
@@ -136,7 +155,7 @@ class Tasks(MethodView):
         return task_response(task, 201, {"Location": location})
 
 
-@blp.route("/<task_id:task_id>", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
+@blp.route("/<task_id>", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
 class TaskById(MethodView):
     @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
     @blp.doc(operationId="getTask")
@@ -172,7 +191,7 @@ class TaskById(MethodView):
         return no_content()
 
 
-@blp.route("/<task_id:task_id>/complete", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
+@blp.route("/<task_id>/complete", parameters=[USER_ID_PARAMETER, TASK_ID_PARAMETER])
 class TaskCompletion(MethodView):
     @blp.arguments(TaskCompletionSchema(), required=False)
     @blp.response(200, TaskSchema, headers=ETAG_HEADER, links=TASK_LINKS)
@@ -201,3 +220,26 @@ class TaskBatch(MethodView):
         operation the same way. Limits count as if the operations had been sent one by one;
         the rate limit counts the batch as one write."""
         return json_response({"results": apply_batch(user_id, operations)})
+
+
+# `/stats` is a path of its own, never a task id (`TaskIdConverter`).
+@blp.route("/stats", parameters=[USER_ID_PARAMETER])
+class TaskStatistics(MethodView):
+    @blp.arguments(TaskStatsQueryArgsSchema(), location="query")
+    @blp.response(200, TaskStatsSchema, headers=ETAG_HEADER)
+    @blp.doc(operationId="taskStats")
+    @documents_errors(blp, 304, 400, 401, 403, 429, 503)
+    def get(self, args: TaskStatsArgs, user_id: str) -> Response:
+        """Count the tasks matching the listing's filters: pending, completed, overdue,
+        due today, and pending by priority."""
+        today = args.today or datetime.now(UTC).date()
+        timeout = current_app.config["DB_SEARCH_TIMEOUT_MS"] if args.filters.search else None
+        with reading(statement_timeout_ms=timeout) as reads:
+            # Versioned by the user's change number and `today` too: by default the UTC
+            # date, which changes at midnight with no write.
+            etag = collection_etag(f"stats.{today.isoformat()}",
+                                   user_version(reads, user_id).change_number)
+            if is_not_modified(etag):
+                return not_modified(etag)
+            counts = task_stats(reads, user_id, args.filters, today)
+        return json_response(counts, headers={"ETag": etag})

@@ -27,6 +27,7 @@ from todo.data.models import DESCRIPTION_MAX, TAG_NAME_MAX, TITLE_MAX, Priority,
 from todo.tasks.batch import Complete, Create, Delete, Operation, Ref, TaskTarget, Update
 from todo.tasks.listing import TaskListArgs
 from todo.tasks.representation import TaskSchema
+from todo.tasks.stats import TaskStatsArgs
 
 PRIORITIES = tuple(p.value for p in Priority)
 MAX_TAGS_PER_TASK = 20
@@ -128,9 +129,10 @@ class TagFilter(fields.List[str]):
         )
 
 
-class TaskQueryArgsSchema(ma.Schema):
-    """Query parameters of the listing. Unknown and repeated single-valued parameters are
-    rejected (by `todo.api.smorest.StrictParser`)."""
+class TaskFilterArgsSchema(ma.Schema):
+    """The listing's filters, as query parameters: the list's and the counts' (`/stats`).
+    Unknown and repeated single-valued parameters are rejected (by
+    `todo.api.smorest.StrictParser`)."""
 
     PURE_QUERY = True  # parsed once per distinct query string (todo.api.smorest.StrictParser)
 
@@ -138,9 +140,6 @@ class TaskQueryArgsSchema(ma.Schema):
         validate=validate.Length(max=200),
         metadata={"description": "Case-insensitive substring of title or description; "
                   "`%`, `_` and `\\` match literally."},
-    )
-    status = fields.String(
-        load_default="all", validate=validate.OneOf(("all", "pending", "completed"))
     )
     priority = CaseInsensitiveChoice(
         ("all", *PRIORITIES),
@@ -156,6 +155,22 @@ class TaskQueryArgsSchema(ma.Schema):
     tag_mode = fields.String(load_default="any", validate=validate.OneOf(("any", "all")))
     due_from = IsoDate(metadata={"description": "Inclusive lower bound on due_date."})
     due_to = IsoDate(metadata={"description": "Inclusive upper bound on due_date."})
+
+
+def list_args(data: dict[str, Any]) -> TaskListArgs:
+    """The loaded parameters as `TaskListArgs` (those not given keep their defaults)."""
+    tags = (*data.pop("tags", []), *data.pop("tags_brackets", []))
+    if data.get("priority") == "all":
+        data["priority"] = None
+    return TaskListArgs(tags=tags, search=data.pop("search", None) or None, **data)
+
+
+class TaskQueryArgsSchema(TaskFilterArgsSchema):
+    """Query parameters of the listing: the filters, status, order and page."""
+
+    status = fields.String(
+        load_default="all", validate=validate.OneOf(("all", "pending", "completed"))
+    )
     sort_by = fields.String(
         load_default="created_at",
         validate=validate.OneOf(("created_at", "updated_at", "title", "due_date", "priority")),
@@ -166,10 +181,7 @@ class TaskQueryArgsSchema(ma.Schema):
 
     @ma.post_load
     def to_list_args(self, data: dict[str, Any], **kwargs: Any) -> TaskListArgs:
-        tags = (*data.pop("tags", []), *data.pop("tags_brackets", []))
-        if data.get("priority") == "all":
-            data["priority"] = None
-        return TaskListArgs(tags=tags, search=data.pop("search", None) or None, **data)
+        return list_args(data)
 
 
 # ---------------------------------------------------------------- the batch
@@ -445,3 +457,42 @@ class BatchResultsSchema(ma.Schema):
     """The results of the operations, in request order."""
 
     results = fields.List(fields.Nested(BatchResultSchema), required=True)
+
+
+class TaskStatsQueryArgsSchema(TaskFilterArgsSchema):
+    """Query parameters of the counts: the listing's filters (not its status, order or
+    page: those are unknown parameters here) and the client's date."""
+
+    today = IsoDate(
+        metadata={"description": "The client's local date, for `overdue` and `due_today`. "
+                  "Default: the UTC date."}
+    )
+
+    @ma.post_load
+    def to_stats_args(self, data: dict[str, Any], **kwargs: Any) -> TaskStatsArgs:
+        today = data.pop("today", None)
+        return TaskStatsArgs(filters=list_args(data), today=today)
+
+
+def _count(description: str) -> fields.Integer:
+    return fields.Integer(
+        required=True, metadata={"minimum": 0, "description": description}
+    )
+
+
+# Keys are the priorities as the API writes them.
+PriorityCountsSchema = ma.Schema.from_dict(
+    {priority: _count(f"Pending tasks of priority {priority}.") for priority in PRIORITIES},
+    name="PriorityCounts",
+)
+
+
+class TaskStatsSchema(ma.Schema):
+    """Counts of the tasks matching the filters."""
+
+    total = _count("Tasks matching the filters.")
+    pending = _count("Of those, not completed.")
+    completed = _count("Of those, completed.")
+    overdue = _count("Pending, with a due date before `today`.")
+    due_today = _count("Pending, due on `today`.")
+    by_priority = fields.Nested(PriorityCountsSchema, required=True)

@@ -1,0 +1,2 @@
+"""The user's own data as a whole: `GET /api/{user_id}/export` (routes, and the streamed
+document in export.py)."""
