@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
@@ -9,8 +10,11 @@ from flask import Response
 from flask.views import MethodView
 from marshmallow import fields
 
+from todo.account.erasure import erase_user
 from todo.account.export import export_response
 from todo.api.openapi import USER_ID_PARAMETER
+from todo.api.problems import ProblemError
+from todo.api.responses import no_content
 from todo.api.smorest import Blueprint, documents_errors
 from todo.tags.schemas import TagUsageSchema
 from todo.tasks.representation import TaskSchema
@@ -64,3 +68,41 @@ class Export(MethodView):
     def get(self, args: dict[str, Any], user_id: str) -> Response:
         """Download every task and tag of the user as one JSON document (streamed)."""
         return export_response(user_id)
+
+
+@dataclass(frozen=True)
+class ErasureArgs:
+    confirm: str
+
+
+class ErasureArgsSchema(ma.Schema):
+    PURE_QUERY = True  # parsed once per distinct query string (todo.api.smorest.StrictParser)
+
+    confirm = fields.String(
+        required=True,
+        metadata={"description": "The user's id again, to confirm the erasure."},
+    )
+
+    @ma.post_load
+    def to_args(self, data: dict[str, Any], **kwargs: Any) -> ErasureArgs:
+        return ErasureArgs(**data)
+
+
+@blp.route("", parameters=[USER_ID_PARAMETER])
+class Account(MethodView):
+    @blp.arguments(ErasureArgsSchema(), location="query")
+    @blp.response(204)
+    @blp.doc(operationId="eraseAccount")
+    @documents_errors(blp, 400, 401, 403, 429, 503)
+    def delete(self, args: ErasureArgs, user_id: str) -> Response:
+        """Erase the user and everything of theirs: tasks, tags, deletions kept for the
+        changes feed, kept idempotent responses. `confirm` must be the user's id. The same
+        token then sees an empty account."""
+        if args.confirm != user_id:
+            raise ProblemError(
+                400,
+                "To erase this account, send `confirm` equal to its user id.",
+                errors={"query": {"confirm": ["Must equal the user id in the path."]}},
+            )
+        erase_user(user_id)
+        return no_content()
