@@ -301,3 +301,19 @@ def test_flask_purge_forgets_old_deletions_and_old_cursors_get_410(
                               headers=bearer(USER)), 410)
     _, deleted, _ = follow(client, between)  # the recent deletion is still there
     assert [item["id"] for item in deleted] == [recent["id"]]
+
+
+def test_a_deletion_forgets_the_users_expired_deletions(app: Flask, client: FlaskClient) -> None:
+    first, second = new_task(client, title="first"), new_task(client, title="second")
+    _, _, cursor = follow(client, None)
+    send(client, "DELETE", f"/{first['id']}")
+    with app.app_context():
+        db.session.execute(
+            sa.update(TaskTombstone).values(deleted_at=datetime.now(UTC) - timedelta(days=31))
+        )
+        db.session.commit()
+    send(client, "DELETE", f"/{second['id']}")  # purges the expired one as it goes
+    with app.app_context():
+        kept = db.session.execute(sa.select(TaskTombstone.task_id)).scalars().all()
+    assert [str(task_id) for task_id in kept] == [second["id"]]
+    assert_problem(client.get(f"/api/{USER}/changes?cursor={cursor}", headers=bearer(USER)), 410)

@@ -30,6 +30,10 @@ Configuration, all in the `schemathesis.toml` this test writes (no check is excl
   ref, which no schema can say (generated refs rarely line up); a valid `if_match` is almost
   always stale (412); and 100 valid operations can exceed the body limit (413), which is also
   how an oversized invalid body is refused.
+- The changes feed (`listChanges`) also accepts 400 and 410: a cursor must be one the feed
+  handed out to this user (410 once its deletions are forgotten), which no schema can say.
+  The erasure (`eraseAccount`) also accepts 400: `confirm` must equal the path's user id,
+  which the `before_call` hook makes a generated `confirm` string, as a client sends it.
 - Any schemathesis warning (unsupported pattern, unused auth, ...) fails the run.
 """
 
@@ -95,6 +99,18 @@ checks.positive_data_acceptance.expected-statuses = [
 checks.negative_data_rejection.expected-statuses = [
     400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx",
 ]
+
+[[operations]]
+include-operation-id = ["listChanges"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", 400, 401, 403, 404, 409, 410, 429, "5xx",
+]
+
+[[operations]]
+include-operation-id = ["eraseAccount"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx",
+]
 """
 
 HOOKS = """\
@@ -111,6 +127,9 @@ def before_call(context, case, **kwargs):
     key = (case.headers or {}).get("Idempotency-Key")
     if isinstance(key, str) and VALID_KEY.fullmatch(key):
         case.headers["Idempotency-Key"] = str(uuid.uuid4())
+    query = case.query or {}
+    if case.method == "DELETE" and isinstance(query.get("confirm"), str):
+        query["confirm"] = (case.path_parameters or {}).get("user_id", query["confirm"])
 """
 
 

@@ -60,4 +60,9 @@ BATCH_LINKS: dict[str, Any] = {
                        "task_id": "$response.body#/results/0/id"},
         "description": "Read the task of the batch's first operation.",
     },
+    "ListChanges": {
+        "operationId": "listChanges",
+        "parameters": {"user_id": "$request.path.user_id"},
+        "description": "What changed in the user's tasks, the batch's changes among them.",
+    },
 }

@@ -57,6 +57,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Update
 
 from todo.api.problems import ProblemError
+from todo.changes.purge import PURGE_USER, tombstone_cutoff
 from todo.data.database import Transaction, writing
 from todo.data.models import Tag, Task, User, tag_key, task_tags, utc_now
 from todo.data.sql import in_values
@@ -268,7 +269,18 @@ def set_completion(user_id: str, task_id: uuid.UUID, completed: bool | None) -> 
 def delete_task(user_id: str, task_id: uuid.UUID, if_match: Any | None = None) -> None:
     with writing() as tx:
         lock_user(tx, user_id)
+        forget_expired_deletions(tx, user_id)
         delete_in(tx, user_id, task_id, if_match)
+
+
+def forget_expired_deletions(tx: Transaction, user_id: str) -> None:
+    """The user's tombstones older than SYNC_TOMBSTONE_DAYS go, as a deletion adds one (the
+    user's row is locked anyway; deferred, so no round trip of their own). `flask purge`
+    does the same for users who stopped deleting."""
+    parameters = {"user_id": user_id,
+                  "cutoff": tombstone_cutoff(current_app.config["SYNC_TOMBSTONE_DAYS"])}
+    for statement in PURGE_USER:
+        tx.defer(statement, parameters)
 
 
 # ---------------------------------------------------------------- the operations
