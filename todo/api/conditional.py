@@ -7,6 +7,9 @@ import hashlib
 
 from flask import Response, current_app, request
 
+from todo.data.change_numbers import user_version
+from todo.data.database import Reads
+
 
 def collection_etag(kind: str, change_number: int) -> str:
     """The validator of a collection read (list, tags, stats, changes): the user's change
@@ -29,3 +32,12 @@ def not_modified(etag: str) -> Response:
     response = current_app.response_class(status=304, headers={"ETag": etag})
     del response.headers["Content-Type"]
     return response
+
+
+def unchanged_collection(reads: Reads, kind: str, user_id: str) -> Response | None:
+    """A poll of a collection (`If-None-Match`) answered from the user's change number
+    alone: the 304, or None when the collection must be read (changed, or no condition)."""
+    if "If-None-Match" not in request.headers:
+        return None
+    etag = collection_etag(kind, user_version(reads, user_id).change_number)
+    return not_modified(etag) if is_not_modified(etag) else None

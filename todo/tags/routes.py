@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
 
-from todo.api.conditional import collection_etag, is_not_modified, not_modified
+from todo.api.conditional import collection_etag, unchanged_collection
 from todo.api.openapi import ETAG_HEADER, USER_ID_PARAMETER
 from todo.api.responses import json_response
 from todo.api.smorest import Blueprint, documents_errors
-from todo.data.change_numbers import user_version
 from todo.data.database import reading
 from todo.tags.queries import tag_usage
 from todo.tags.schemas import TagQueryArgs, TagQueryArgsSchema, TagUsageSchema
@@ -29,9 +28,7 @@ class Tags(MethodView):
         """List the tags in use, most used first, optionally by name prefix."""
         with reading() as reads:
             # Tags change only with the tasks: the user's change number versions them.
-            if "If-None-Match" in request.headers:  # a poll: the version alone may answer it
-                etag = collection_etag("tags", user_version(reads, user_id).change_number)
-                if is_not_modified(etag):
-                    return not_modified(etag)
+            if (unchanged := unchanged_collection(reads, "tags", user_id)) is not None:
+                return unchanged
             usage, change_number = tag_usage(reads, user_id, args.q, args.limit)
         return json_response(usage, headers={"ETag": collection_etag("tags", change_number)})

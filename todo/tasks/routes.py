@@ -13,7 +13,12 @@ from flask.blueprints import BlueprintSetupState
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
 
-from todo.api.conditional import collection_etag, is_not_modified, not_modified
+from todo.api.conditional import (
+    collection_etag,
+    is_not_modified,
+    not_modified,
+    unchanged_collection,
+)
 from todo.api.openapi import (
     ETAG_HEADER,
     IF_MATCH_PARAMETER,
@@ -132,10 +137,8 @@ class Tasks(MethodView):
         # the user), so it gets a shorter time limit: the bound on what one request can cost.
         timeout = current_app.config["DB_SEARCH_TIMEOUT_MS"] if args.search else None
         with reading(statement_timeout_ms=timeout) as reads:
-            if "If-None-Match" in request.headers:  # a poll: the version alone may answer it
-                etag = collection_etag("tasks", user_version(reads, user_id).change_number)
-                if is_not_modified(etag):
-                    return not_modified(etag)
+            if (unchanged := unchanged_collection(reads, "tasks", user_id)) is not None:
+                return unchanged
             body, change_number = list_page(reads, user_id, args)
         return current_app.response_class(
             body, mimetype="application/json",
