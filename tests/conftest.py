@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
+import statistics
 import threading
 import time
 import uuid
@@ -284,3 +286,16 @@ def create_task(client: FlaskClient) -> Callable[..., dict[str, Any]]:
         return new_task(client, user_id, **fields)
 
     return create
+
+
+def redis_reachable() -> bool:
+    """Redis answers on its default port (the rate-limit and cluster tests need it)."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def p95(latencies: list[float]) -> float:
+    return statistics.quantiles(latencies, n=20)[-1]

@@ -22,7 +22,6 @@ import resource
 import signal
 import socket
 import socketserver
-import statistics
 import subprocess
 import sys
 import threading
@@ -57,6 +56,8 @@ from tests.conftest import (
     create_pg_database,
     drop_pg_database,
     make_token,
+    p95,
+    redis_reachable,
     require_postgres,
     worker_id,
 )
@@ -66,14 +67,6 @@ METRICS_TOKEN = "cluster-test-metrics-token-0123456789abcdef"
 LIMIT_PER_MINUTE = 30
 # Load comes from many users, each within the limit, as real load does.
 REQUESTS_PER_USER = 25
-
-
-def _redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _require(**components: bool) -> None:
@@ -90,7 +83,7 @@ def _require(**components: bool) -> None:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     require_postgres()
-    _require(nginx=nginx_available(), pgbouncer=pgbouncer.available(), redis=_redis_reachable())
+    _require(nginx=nginx_available(), pgbouncer=pgbouncer.available(), redis=redis_reachable())
     name = f"todo_test_{RUN_ID}_{worker_id()}_cluster"
     running = Cluster(
         create_pg_database(name), replicas=2, redis_url=REDIS_URL,
@@ -622,10 +615,6 @@ def timed_requests(cluster: Cluster, count: int, name: str, clients: int = 4) ->
     return latencies
 
 
-def p95(latencies: list[float]) -> float:
-    return statistics.quantiles(latencies, n=20)[-1]
-
-
 def allow_open_files(count: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < count:
@@ -819,7 +808,7 @@ def free_port_pair() -> int:
 def test_make_cluster_starts_the_topology_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     """`python -m deploy.cluster` (what `make cluster` runs), as a person would use it."""
     require_postgres()
-    _require(nginx=nginx_available(), pgbouncer=pgbouncer.available(), redis=_redis_reachable())
+    _require(nginx=nginx_available(), pgbouncer=pgbouncer.available(), redis=redis_reachable())
     name = f"todo_test_{RUN_ID}_{worker_id()}_make_cluster"
     database_url = create_pg_database(name)
     drop_pg_database(name)  # it creates the database itself when missing

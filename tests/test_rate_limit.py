@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, bearer, make_config
+from tests.conftest import IN_CI, bearer, make_config, redis_reachable
 from tests.gunicorn_server import Gunicorn, refusal
 from todo import create_app
 
@@ -115,17 +114,9 @@ def test_a_429_is_readable_by_the_frontend(database_url):
     assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
 
 
-def _redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def redis_url() -> str:
-    if not _redis_reachable():
+    if not redis_reachable():
         if IN_CI:
             pytest.fail("Redis is not reachable at 127.0.0.1:6379 (CI=true)", pytrace=False)
         pytest.skip("Redis is not reachable at 127.0.0.1:6379")

@@ -12,7 +12,6 @@ import http.client
 import json
 import signal
 import socket
-import statistics
 import threading
 import time
 import urllib.parse
@@ -24,7 +23,7 @@ from typing import Any
 import flask_migrate
 import pytest
 
-from tests.conftest import make_config, make_token
+from tests.conftest import make_config, make_token, p95
 from tests.gunicorn_server import Gunicorn
 from todo import create_app
 from todo.extensions import db
@@ -157,10 +156,6 @@ def timed_requests(server: Gunicorn, path: str, count: int, clients: int = 4) ->
         thread.join()
     assert not errors, errors[:3]
     return latencies
-
-
-def p95(latencies: list[float]) -> float:
-    return statistics.quantiles(latencies, n=20)[-1]
 
 
 @contextmanager
