@@ -108,6 +108,14 @@ def task_response(
     return json_response(task, status, {"ETag": task_etag(task), **(headers or {})})
 
 
+def reading_filtered(filters: TaskListArgs) -> reading:
+    """A read of the user's tasks under the listing's filters. A search can cost far more
+    than other reads (a pattern tested against every task of the user), so it gets a shorter
+    time limit, DB_SEARCH_TIMEOUT_MS: the bound on what one request can cost."""
+    search_timeout = current_app.config["DB_SEARCH_TIMEOUT_MS"]
+    return reading(statement_timeout_ms=search_timeout if filters.search else None)
+
+
 def update_operation(operation_id: str) -> Callable[[F], F]:
     """PUT and PATCH are the same partial update (API.md): the same body, answer and errors."""
 
@@ -133,10 +141,7 @@ class Tasks(MethodView):
     @documents_errors(blp, 304, 400, 401, 403, 429, 503)
     def get(self, args: TaskListArgs, user_id: str) -> Response:
         """List tasks, with search, filters, sorting and pagination."""
-        # A search can cost far more than other reads (a pattern tested against every task of
-        # the user), so it gets a shorter time limit: the bound on what one request can cost.
-        timeout = current_app.config["DB_SEARCH_TIMEOUT_MS"] if args.search else None
-        with reading(statement_timeout_ms=timeout) as reads:
+        with reading_filtered(args) as reads:
             if (unchanged := unchanged_collection(reads, "tasks", user_id)) is not None:
                 return unchanged
             body, change_number = list_page(reads, user_id, args)
@@ -236,8 +241,7 @@ class TaskStatistics(MethodView):
         """Count the tasks matching the listing's filters: pending, completed, overdue,
         due today, and pending by priority."""
         today = args.today or datetime.now(UTC).date()
-        timeout = current_app.config["DB_SEARCH_TIMEOUT_MS"] if args.filters.search else None
-        with reading(statement_timeout_ms=timeout) as reads:
+        with reading_filtered(args.filters) as reads:
             # Versioned by the user's change number and `today` too: by default the UTC
             # date, which changes at midnight with no write.
             etag = collection_etag(f"stats.{today.isoformat()}",
